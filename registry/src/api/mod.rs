@@ -1,0 +1,167 @@
+//! The HTTP API: the OCI Distribution Specification v1.1 under `/v2/`.
+//!
+//! Repository names contain slashes, so axum's path patterns cannot split
+//! `/v2/<name>/manifests/<reference>`. One fallback route takes every path
+//! under `/v2/`, `route::parse` splits it from the end, and `dispatch` picks
+//! the handler by route and method. Handlers validate names, tags and
+//! digests before they touch storage, and return `ApiError` for every
+//! failure.
+
+mod blobs;
+mod body;
+mod error;
+mod lists;
+mod manifests;
+mod route;
+mod trace;
+mod uploads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+
+pub use error::{ApiError, ErrorCode};
+use route::Route;
+
+use crate::storage::Storage;
+
+/// Settings of the API that handlers read on each request.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Whether DELETE of blobs, manifests and tags is allowed.
+    pub delete_enabled: bool,
+    /// Largest manifest body accepted, in bytes.
+    pub manifest_max_bytes: u64,
+    /// Longest time a request body may send nothing before the request
+    /// fails.
+    pub idle_timeout: Duration,
+    /// Maximum number of upload requests that stream a body at once.
+    pub max_uploads: usize,
+    /// Whether each request is logged at info when it completes.
+    pub access_log: bool,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<dyn Storage>,
+    pub settings: Arc<ApiSettings>,
+    /// Permits for upload requests that carry a body; a request that finds
+    /// none left is answered 429. Created with `max_uploads` permits, and a
+    /// permit is held until the upload request's response is built.
+    pub upload_permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state shared by all handlers.
+    pub fn new(storage: Arc<dyn Storage>, settings: ApiSettings) -> Self {
+        let permits = settings.max_uploads;
+        Self {
+            storage,
+            settings: Arc::new(settings),
+            upload_permits: Arc::new(Semaphore::new(permits)),
+        }
+    }
+}
+
+/// Builds the router of the whole API.
+pub fn router(state: AppState) -> Router {
+    let access_log = state.settings.access_log;
+    Router::new()
+        .route("/v2", get(base))
+        .route("/v2/", get(base))
+        .route("/v2/{*path}", axum::routing::any(dispatch))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            trace::trace_request(access_log, request, next)
+        }))
+}
+
+/// `GET /v2/`: tells clients that this is a registry of API version 2.
+async fn base() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::Unsupported,
+        "no such endpoint; the registry API is under /v2/",
+    )
+}
+
+/// Routes a request under `/v2/` to its handler.
+async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {
+    let path = request.uri().path().to_owned();
+    let route = match route::parse(&path) {
+        Some(route) => route,
+        None => return not_found().await.into_response(),
+    };
+    if let Some(repository) = route.repository() {
+        tracing::Span::current().record("repository", repository);
+    }
+
+    let (parts, request_body) = request.into_parts();
+    let method = parts.method.clone();
+    let result = match (&route, &method) {
+        (Route::Catalog, &Method::GET) => lists::catalog(&state, &parts).await,
+        (Route::Tags { name }, &Method::GET) => lists::tags(&state, name, &parts).await,
+        (Route::Referrers { name, digest }, &Method::GET) => {
+            lists::referrers(&state, name, digest, &parts).await
+        }
+        (Route::Blob { name, digest }, &Method::GET | &Method::HEAD) => {
+            blobs::get(&state, name, digest, &parts).await
+        }
+        (Route::Blob { name, digest }, &Method::DELETE) => {
+            blobs::delete(&state, name, digest).await
+        }
+        (Route::UploadStart { name }, &Method::POST) => {
+            uploads::start(&state, name, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::GET) => uploads::status(&state, name, id).await,
+        (Route::Upload { name, id }, &Method::PATCH) => {
+            uploads::patch(&state, name, id, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::PUT) => {
+            uploads::put(&state, name, id, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::DELETE) => uploads::cancel(&state, name, id).await,
+        (Route::Manifest { name, reference }, &Method::GET | &Method::HEAD) => {
+            manifests::get(&state, name, reference, &parts).await
+        }
+        (Route::Manifest { name, reference }, &Method::PUT) => {
+            manifests::put(&state, name, reference, &parts, request_body).await
+        }
+        (Route::Manifest { name, reference }, &Method::DELETE) => {
+            manifests::delete(&state, name, reference).await
+        }
+        _ => Err(method_not_allowed(&route)),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn method_not_allowed(route: &Route) -> ApiError {
+    let allowed = route.allowed_methods();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        format!("method not allowed here; allowed: {allowed}"),
+    )
+    .with_header(header::ALLOW, HeaderValue::from_static(allowed))
+}

@@ -1,0 +1,283 @@
+//! The filesystem backend: the embedded default.
+//!
+//! Blob content is stored once under `blobs/` and linked into each
+//! repository that pushed or mounted it (see `paths` for the layout). Every
+//! file a reader can see is written whole to `tmp/`, synced and renamed into
+//! place, so a crash leaves the old state or the new one.
+//!
+//! Changes to one repository's manifests and tags are serialized by an
+//! in-process lock, which makes the reported outcomes (a tag moved, the
+//! repository emptied) exact. Several processes over one root directory are
+//! not coordinated: run one registry process per filesystem root.
+
+mod files;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher as _};
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::paths::Layout;
+use super::{
+    BlobContent, ByteRange, Chunk, ManifestDeleteOutcome, ManifestPut, ManifestPutOutcome, Result,
+    Storage, StorageError, StoredManifest, UploadStatus,
+};
+use crate::manifest::Descriptor;
+use crate::reference::{Algorithm, Digest, RepoName, Tag};
+
+/// Number of locks that repositories are spread over. Two repositories that
+/// share a lock only wait for each other's manifest writes.
+const REPOSITORY_LOCKS: usize = 64;
+
+/// Read buffer for serving blobs.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Storage in a folder of the local filesystem.
+#[derive(Debug)]
+pub struct FsStorage {
+    layout: Layout,
+    /// Serialize manifest and tag changes per repository; the index is a hash
+    /// of the repository name. Held for the whole of one change.
+    repository_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Upload sessions touched since this process started, by id. An entry
+    /// is created on first use (from the session's `info` file after a
+    /// restart), holds the running hash, and is removed when the session is
+    /// committed, cancelled or purged. Its mutex serializes requests to one
+    /// session.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+}
+
+impl FsStorage {
+    /// Opens storage rooted at `root`, creating the folder if needed.
+    ///
+    /// # Errors
+    ///
+    /// When the root or its subfolders cannot be created.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let layout = Layout::new(root.into());
+        for dir in [
+            layout.root().join("blobs"),
+            layout.repositories(),
+            layout.uploads(),
+            layout.tmp(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(Self {
+            layout,
+            repository_locks: (0..REPOSITORY_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Returns the root folder.
+    pub fn root(&self) -> &std::path::Path {
+        self.layout.root()
+    }
+
+    fn repository_lock(&self, repo: &RepoName) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        repo.hash(&mut hasher);
+        &self.repository_locks[hasher.finish() as usize % REPOSITORY_LOCKS]
+    }
+
+    /// Returns the size of a blob if `repo` links it and its content exists.
+    async fn linked_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let link = self.layout.layer_link(repo, digest);
+        let blob = self.layout.blob(digest);
+        blocking(move || {
+            if !files::exists(&link)? {
+                return Ok(None);
+            }
+            match std::fs::metadata(&blob) {
+                Ok(metadata) => Ok(Some(metadata.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))
+    }
+}
+
+/// Runs blocking filesystem work on tokio's blocking pool.
+async fn blocking<T, F>(work: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("blocking task failed: {e}"))))
+}
+
+#[async_trait]
+impl Storage for FsStorage {
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.linked_blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| StorageError::BlobUnknown(digest.clone()))
+    }
+
+    async fn blob_read(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobContent> {
+        let size = self.blob_size(repo, digest).await?;
+        let path = self.layout.blob(digest);
+        let context = || format!("opening blob {digest}");
+
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            // Deleted between the size check and the open.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::BlobUnknown(digest.clone()));
+            }
+            Err(e) => return Err(StorageError::io(context(), e)),
+        };
+        let (start, len) = match range {
+            Some(range) => (range.start, range.len()),
+            None => (0, size),
+        };
+        if start > 0 {
+            file.seek(io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| StorageError::io(context(), e))?;
+        }
+
+        let reader = file.take(len);
+        let body = ReaderStream::with_capacity(reader, READ_BUFFER).map_ok(|bytes| bytes);
+        Ok(BlobContent {
+            size,
+            range,
+            body: Box::pin(body),
+        })
+    }
+
+    async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let link = self.layout.layer_link(repo, digest);
+        let stop = self.layout.repository(repo);
+        let existed = blocking(move || files::remove_file_and_empty_parents(&link, &stop))
+            .await
+            .map_err(|e| StorageError::io(format!("deleting blob link {digest}"), e))?;
+        if existed {
+            Ok(())
+        } else {
+            Err(StorageError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<Option<u64>> {
+        let size = match from {
+            Some(from) => self.linked_blob_size(from, digest).await?,
+            None => {
+                let blob = self.layout.blob(digest);
+                blocking(move || match std::fs::metadata(&blob) {
+                    Ok(metadata) => Ok(Some(metadata.len())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .await
+                .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?
+            }
+        };
+        let Some(size) = size else {
+            return Ok(None);
+        };
+
+        self.write_layer_link(repo, digest).await?;
+        Ok(Some(size))
+    }
+
+    async fn upload_start(&self, repo: &RepoName, algorithm: Algorithm) -> Result<UploadStatus> {
+        self.start_upload(repo, algorithm).await
+    }
+
+    async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        self.upload_state(repo, id).await
+    }
+
+    async fn upload_append(&self, repo: &RepoName, id: &str, chunk: Chunk) -> Result<UploadStatus> {
+        self.append_upload(repo, id, chunk).await
+    }
+
+    async fn upload_commit(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        last: Option<Chunk>,
+    ) -> Result<u64> {
+        self.commit_upload(repo, id, expected, last).await
+    }
+
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.cancel_upload(repo, id).await
+    }
+
+    async fn purge_uploads(&self, max_age: Duration) -> Result<usize> {
+        self.purge_stale_uploads(max_age).await
+    }
+
+    async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest> {
+        self.read_manifest(repo, digest).await
+    }
+
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest> {
+        let digest = self.read_tag(repo, tag).await?;
+        self.read_manifest(repo, &digest)
+            .await
+            .map_err(|e| match e {
+                StorageError::ManifestUnknown(_) => StorageError::ManifestUnknown(tag.to_string()),
+                other => other,
+            })
+    }
+
+    async fn manifest_put(&self, repo: &RepoName, put: ManifestPut) -> Result<ManifestPutOutcome> {
+        self.put_manifest(repo, put).await
+    }
+
+    async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<ManifestDeleteOutcome> {
+        self.delete_manifest(repo, digest).await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        self.delete_tag(repo, tag).await
+    }
+
+    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>> {
+        self.list_tags(repo).await
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        self.list_repositories().await
+    }
+
+    async fn referrers(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Descriptor>> {
+        self.list_referrers(repo, digest).await
+    }
+}
