@@ -78,6 +78,12 @@ impl ExtensionSection {
         }
     }
 
+    /// Builds the section of an extension that the file does not mention:
+    /// it has no `enabled` key and deserializes from an empty mapping.
+    pub fn missing(name: &str) -> Self {
+        ExtensionSection::new(name, Value::Null, EnvOrigins::default())
+    }
+
     /// Returns the extension's name, the key under `extensions`.
     pub fn name(&self) -> &str {
         &self.name

@@ -43,7 +43,9 @@ use serde_yaml::{Mapping, Value};
 
 pub use crate::error::ConfigError;
 pub use crate::extension::ExtensionSection;
-pub use crate::settings::{AccessLog, Http, Limits, Log, LogFormatter, LogLevel, Settings};
+pub use crate::settings::{
+    AccessLog, Http, Limits, Log, LogFormatter, LogLevel, Settings, Signals,
+};
 pub use crate::size::{ByteSize, ParseByteSizeError};
 pub use crate::storage::{
     Delete, FilesystemStorage, Maintenance, Storage, StorageBackend, UploadPurging,

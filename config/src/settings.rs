@@ -45,6 +45,10 @@ pub struct Settings {
     /// Limits on request sizes and concurrency. Default: see [`Limits`].
     #[serde(deserialize_with = "null_as_default")]
     pub limits: Limits,
+
+    /// Delivery of signals to extensions. Default: see [`Signals`].
+    #[serde(deserialize_with = "null_as_default")]
+    pub signals: Signals,
 }
 
 /// The `log` section.
@@ -205,6 +209,48 @@ impl Default for Limits {
         Limits {
             manifest_size: ByteSize::mib(4),
             max_uploads: DEFAULT_MAX_UPLOADS,
+        }
+    }
+}
+
+/// The `signals` section: how events reach the receivers of extensions and
+/// how long guards may take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signals {
+    /// The maximum number of events waiting for each extension. An event
+    /// that finds the queue full is dropped and counted. Must be greater
+    /// than zero. Default: `1024`.
+    #[serde(rename = "queuesize")]
+    pub queue_size: NonZeroU32,
+
+    /// The maximum time that queued events get to reach their receivers
+    /// after a shutdown signal. Zero drops them. Default: `10s`.
+    #[serde(rename = "draintimeout", with = "crate::duration")]
+    pub drain_timeout: Duration,
+
+    /// The maximum time a guard may take to decide on a manifest push; a
+    /// guard that takes longer rejects the push. Must be greater than zero.
+    /// Default: `5s`.
+    #[serde(
+        rename = "guardtimeout",
+        serialize_with = "crate::duration::serialize",
+        deserialize_with = "crate::duration::deserialize_nonzero"
+    )]
+    pub guard_timeout: Duration,
+}
+
+const DEFAULT_QUEUE_SIZE: NonZeroU32 = match NonZeroU32::new(1024) {
+    Some(count) => count,
+    None => panic!("the default queue size is zero"),
+};
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            queue_size: DEFAULT_QUEUE_SIZE,
+            drain_timeout: Duration::from_secs(10),
+            guard_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use registry_config::Config;
 
+use crate::extensions::LinkedExtension;
+
 /// A container image registry for the OCI Distribution API.
 #[derive(Debug, Parser)]
 #[command(name = "registry", version, about)]
@@ -29,6 +31,9 @@ enum Command {
     /// Validate the configuration and print it, with defaults filled in and
     /// secrets masked.
     CheckConfig,
+    /// List the extensions linked into this binary, whether each is enabled
+    /// by the configuration, and the signals each receives.
+    Extensions,
 }
 
 pub fn run() -> ExitCode {
@@ -43,9 +48,21 @@ pub fn run() -> ExitCode {
         }
     };
 
+    let linked = match crate::extensions::load(&config) {
+        Ok(linked) => linked,
+        Err(error) => {
+            eprintln!("registry: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&config),
-        Command::Serve => serve(config),
+        Command::Extensions => {
+            print!("{}", crate::extensions::describe(&linked));
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve(config, linked),
     }
 }
 
@@ -58,7 +75,7 @@ fn check_config(config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, linked: Vec<LinkedExtension>) -> ExitCode {
     crate::logging::init(&config.settings.log);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -71,7 +88,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::server::serve(config)) {
+    match runtime.block_on(crate::server::serve(config, linked)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

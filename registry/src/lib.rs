@@ -16,11 +16,17 @@
 //! `storage::FsStorage`. Every failure becomes an `api::ApiError`, which
 //! writes the OCI error body in one place.
 //!
+//! Extensions are crates linked by Cargo features (`ext-<name>`, or `full`
+//! for all). `extensions` finds them at startup, reads their configuration
+//! and connects the enabled ones; handlers emit signals through its
+//! `Dispatcher` after each change is stored.
+//!
 //! Not here yet: authentication, object storage backends, and garbage
 //! collection of blobs that no repository links.
 
 pub mod api;
 mod cli;
+pub mod extensions;
 mod logging;
 pub mod manifest;
 pub mod reference;
@@ -28,6 +34,12 @@ mod server;
 pub mod storage;
 
 use std::process::ExitCode;
+
+// A linked crate that nothing names is dropped by the linker, and its
+// `inventory` registrations with it, so each feature-gated extension is
+// named here.
+#[cfg(feature = "ext-foo")]
+use registry_ext_foo as _;
 
 /// Runs the registry command line: parses arguments, loads the
 /// configuration, and serves or runs the chosen command.

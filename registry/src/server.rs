@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::api::{self, ApiSettings, AppState};
+use crate::extensions::{Dispatcher, LinkedExtension};
 use crate::storage::{FsStorage, Storage};
 
 /// Serves until SIGINT or SIGTERM, then lets requests in flight finish for
@@ -22,7 +23,7 @@ use crate::storage::{FsStorage, Storage};
 /// # Errors
 ///
 /// When the storage root cannot be created or the address cannot be bound.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Result<()> {
     let settings = &config.settings;
     let StorageBackend::Filesystem(filesystem) = &settings.storage.backend;
     let root = &filesystem.root_directory;
@@ -37,7 +38,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_uploads: settings.limits.max_uploads.get() as usize,
         access_log: !settings.log.access_log.disabled,
     };
-    let app = api::router(AppState::new(storage.clone(), api_settings));
+    let linked_names: Vec<&str> = linked.iter().map(LinkedExtension::name).collect();
+    let enabled_names: Vec<&str> = linked
+        .iter()
+        .filter(|e| e.enabled())
+        .map(LinkedExtension::name)
+        .collect();
+    tracing::info!(linked = ?linked_names, enabled = ?enabled_names, "extensions");
+    let dispatcher = Arc::new(Dispatcher::start(&linked, &settings.signals));
+    let app = api::router(AppState::new(
+        storage.clone(),
+        api_settings,
+        dispatcher.clone(),
+    ));
 
     let listener = TcpListener::bind(settings.http.addr)
         .await
@@ -109,6 +122,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(task) = purge_task {
         task.abort();
     }
+    dispatcher.shutdown().await;
     Ok(())
 }
 

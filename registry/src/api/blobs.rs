@@ -5,7 +5,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use registry_signals::{BlobDeleted, BlobPulled, Signal, SignalKind};
+
 use super::body::{self, RangeRequest};
+use super::context::request_context;
 use super::{ApiError, AppState, ErrorCode};
 use crate::reference::{Digest, RepoName};
 
@@ -66,19 +69,41 @@ pub async fn get(
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
     let content = state.storage.blob_read(&repo, &digest, range).await?;
+    if state.dispatcher.wants(SignalKind::BlobPulled) {
+        let signal = Signal::from(BlobPulled {
+            repository: repo.to_string(),
+            digest: digest.to_string(),
+            size,
+        });
+        state
+            .dispatcher
+            .emit(&request_context(state, parts), vec![signal]);
+    }
     Ok(builder
         .body(Body::from_stream(content.body))
         .expect("valid response"))
 }
 
 /// Removes a blob from a repository.
-pub async fn delete(state: &AppState, name: &str, digest: &str) -> Result<Response, ApiError> {
+pub async fn delete(
+    state: &AppState,
+    name: &str,
+    digest: &str,
+    parts: &Parts,
+) -> Result<Response, ApiError> {
     let (repo, digest) = parse_target(name, digest)?;
     if !state.settings.delete_enabled {
         return Err(ApiError::delete_disabled());
     }
     state.storage.blob_delete(&repo, &digest).await?;
     tracing::debug!(%digest, "blob deleted");
+    let signal = Signal::from(BlobDeleted {
+        repository: repo.to_string(),
+        digest: digest.to_string(),
+    });
+    state
+        .dispatcher
+        .emit(&request_context(state, parts), vec![signal]);
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -5,12 +5,19 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use registry_signals::{
+    ManifestDeleted, ManifestPulled, ManifestPushed, RepositoryCreated, RepositoryDeleted,
+    RepositoryUpdated, Signal, SignalKind, TagCreated, TagDeleted,
+};
+
 use super::blobs::header_value;
+use super::context::request_context;
 use super::uploads::url_pairs;
 use super::{ApiError, AppState, ErrorCode, body};
+use crate::extensions::OwnedCandidate;
 use crate::manifest;
 use crate::reference::{Digest, Reference, RepoName, Tag};
-use crate::storage::{ManifestPut, StoredManifest};
+use crate::storage::{ManifestDeleteOutcome, ManifestPut, ManifestPutOutcome, StoredManifest};
 
 /// Most tags one PUT by digest may create with `?tag=`.
 const MAX_QUERY_TAGS: usize = 100;
@@ -54,11 +61,25 @@ pub async fn get(
             header_value(&format!("\"{}\"", stored.digest)),
         )
         .header(header::CONTENT_LENGTH, stored.bytes.len());
-    let body = if parts.method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from(stored.bytes)
-    };
+    if parts.method == Method::HEAD {
+        return Ok(builder.body(Body::empty()).expect("valid response"));
+    }
+    if state.dispatcher.wants(SignalKind::ManifestPulled) {
+        let signal = Signal::from(ManifestPulled {
+            repository: repo.to_string(),
+            digest: stored.digest.to_string(),
+            media_type: stored.media_type.clone(),
+            size: stored.bytes.len() as u64,
+            tag: match &reference {
+                Reference::Tag(tag) => Some(tag.to_string()),
+                Reference::Digest(_) => None,
+            },
+        });
+        state
+            .dispatcher
+            .emit(&request_context(state, parts), vec![signal]);
+    }
+    let body = Body::from(stored.bytes);
     Ok(builder.body(body).expect("valid response"))
 }
 
@@ -155,14 +176,49 @@ pub async fn put(
     };
     tags.extend(query_tags.iter().cloned());
 
+    if state.dispatcher.has_guards() {
+        let candidate = OwnedCandidate {
+            repository: repo.to_string(),
+            tag: tags.first().map(Tag::to_string),
+            digest: digest.to_string(),
+            media_type: parsed.media_type.clone(),
+            bytes: bytes.clone(),
+        };
+        state
+            .dispatcher
+            .check(candidate)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Denied, rejection.reason)
+            })?;
+    }
+
     let subject = parsed.subject.clone();
+    let pushed = ManifestPushed {
+        repository: repo.to_string(),
+        digest: digest.to_string(),
+        media_type: parsed.media_type.clone(),
+        size: bytes.len() as u64,
+        tag: match tags.first() {
+            Some(tag) if query_tags.is_empty() => Some(tag.to_string()),
+            _ => None,
+        },
+        subject: subject.as_ref().map(Digest::to_string),
+    };
     let put = ManifestPut {
         digest: digest.clone(),
         bytes,
         parsed,
         tags,
     };
+
+    let order = state.order(&repo).await;
     let outcome = state.storage.manifest_put(&repo, put).await?;
+    let signals = push_signals(pushed, &outcome);
+    state
+        .dispatcher
+        .emit(&request_context(state, parts), signals);
+    drop(order);
     tracing::debug!(
         %digest,
         repository_created = outcome.repository_created,
@@ -233,15 +289,26 @@ fn query_tags(parts: &Parts, reference: &Reference) -> Result<Vec<Tag>, ApiError
 
 /// Deletes a manifest by digest (with the tags that point at it), or only a
 /// tag.
-pub async fn delete(state: &AppState, name: &str, reference: &str) -> Result<Response, ApiError> {
+pub async fn delete(
+    state: &AppState,
+    name: &str,
+    reference: &str,
+    parts: &Parts,
+) -> Result<Response, ApiError> {
     let (repo, reference) = parse_target(name, reference)?;
     if !state.settings.delete_enabled {
         return Err(ApiError::delete_disabled());
     }
-    match reference {
+    let order = state.order(&repo).await;
+    let signals = match reference {
         Reference::Tag(tag) => {
             let digest = state.storage.tag_delete(&repo, &tag).await?;
             tracing::debug!(%tag, %digest, "tag deleted");
+            vec![Signal::from(TagDeleted {
+                repository: repo.to_string(),
+                tag: tag.to_string(),
+                digest: digest.to_string(),
+            })]
         }
         Reference::Digest(digest) => {
             let outcome = state.storage.manifest_delete(&repo, &digest).await?;
@@ -251,7 +318,79 @@ pub async fn delete(state: &AppState, name: &str, reference: &str) -> Result<Res
                 repository_deleted = outcome.repository_deleted,
                 "manifest deleted"
             );
+            delete_signals(&repo, &digest, &outcome)
         }
-    }
+    };
+    state
+        .dispatcher
+        .emit(&request_context(state, parts), signals);
+    drop(order);
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// The signals of a stored manifest: `repository_created` for the first
+/// manifest of a repository, `manifest_pushed` always, `tag_created` for each
+/// tag that is new or moved, and `repository_updated` when the push changed
+/// an existing repository. A repeated push changes no state and fires only
+/// `manifest_pushed`.
+fn push_signals(pushed: ManifestPushed, outcome: &ManifestPutOutcome) -> Vec<Signal> {
+    let mut signals = Vec::with_capacity(outcome.tags.len() + 2);
+    if outcome.repository_created {
+        signals.push(Signal::from(RepositoryCreated {
+            repository: pushed.repository.clone(),
+        }));
+    }
+    for change in &outcome.tags {
+        signals.push(Signal::from(TagCreated {
+            repository: pushed.repository.clone(),
+            tag: change.tag.to_string(),
+            digest: pushed.digest.clone(),
+            media_type: pushed.media_type.clone(),
+            previous_digest: change.previous.as_ref().map(Digest::to_string),
+        }));
+    }
+    let changed = outcome.manifest_created || !outcome.tags.is_empty();
+    let updated = (!outcome.repository_created && changed).then(|| {
+        Signal::from(RepositoryUpdated {
+            repository: pushed.repository.clone(),
+            digest: pushed.digest.clone(),
+        })
+    });
+    signals.insert(
+        usize::from(outcome.repository_created),
+        Signal::from(pushed),
+    );
+    signals.extend(updated);
+    signals
+}
+
+/// The signals of a deleted manifest: `manifest_deleted`, `tag_deleted` for
+/// each tag removed with it, then `repository_deleted` when nothing is left
+/// or `repository_updated` otherwise.
+fn delete_signals(
+    repo: &RepoName,
+    digest: &Digest,
+    outcome: &ManifestDeleteOutcome,
+) -> Vec<Signal> {
+    let repository = repo.to_string();
+    let mut signals = vec![Signal::from(ManifestDeleted {
+        repository: repository.clone(),
+        digest: digest.to_string(),
+    })];
+    for tag in &outcome.tags {
+        signals.push(Signal::from(TagDeleted {
+            repository: repository.clone(),
+            tag: tag.to_string(),
+            digest: digest.to_string(),
+        }));
+    }
+    signals.push(if outcome.repository_deleted {
+        Signal::from(RepositoryDeleted { repository })
+    } else {
+        Signal::from(RepositoryUpdated {
+            repository,
+            digest: digest.to_string(),
+        })
+    });
+    signals
 }

@@ -9,6 +9,7 @@
 
 mod blobs;
 mod body;
+mod context;
 mod error;
 mod lists;
 mod manifests;
@@ -30,7 +31,13 @@ use tokio::sync::Semaphore;
 pub use error::{ApiError, ErrorCode};
 use route::Route;
 
+use crate::extensions::Dispatcher;
+use crate::reference::RepoName;
 use crate::storage::Storage;
+
+/// Number of locks that order the changes of repositories. Two repositories
+/// that share a lock only wait for each other's manifest changes.
+const ORDER_LOCKS: usize = 64;
 
 /// Settings of the API that handlers read on each request.
 #[derive(Debug, Clone)]
@@ -57,6 +64,12 @@ pub struct AppState {
     /// none left is answered 429. Created with `max_uploads` permits, and a
     /// permit is held until the upload request's response is built.
     pub upload_permits: Arc<Semaphore>,
+    /// Routes events to extensions and runs guards.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Held while a manifest or tag change is committed and its signals are
+    /// emitted, so that extensions see one repository's events in commit
+    /// order. Indexed by a hash of the repository name.
+    order_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -69,13 +82,33 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Builds the state shared by all handlers.
-    pub fn new(storage: Arc<dyn Storage>, settings: ApiSettings) -> Self {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        settings: ApiSettings,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
         let permits = settings.max_uploads;
         Self {
             storage,
             settings: Arc::new(settings),
             upload_permits: Arc::new(Semaphore::new(permits)),
+            dispatcher,
+            order_locks: Arc::new(
+                (0..ORDER_LOCKS)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
         }
+    }
+
+    /// Locks the ordering of `repo`'s changes until the guard drops.
+    pub async fn order(&self, repo: &RepoName) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        repo.hash(&mut hasher);
+        self.order_locks[hasher.finish() as usize % ORDER_LOCKS]
+            .lock()
+            .await
     }
 }
 
@@ -129,7 +162,7 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
             blobs::get(&state, name, digest, &parts).await
         }
         (Route::Blob { name, digest }, &Method::DELETE) => {
-            blobs::delete(&state, name, digest).await
+            blobs::delete(&state, name, digest, &parts).await
         }
         (Route::UploadStart { name }, &Method::POST) => {
             uploads::start(&state, name, &parts, request_body).await
@@ -149,7 +182,7 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
             manifests::put(&state, name, reference, &parts, request_body).await
         }
         (Route::Manifest { name, reference }, &Method::DELETE) => {
-            manifests::delete(&state, name, reference).await
+            manifests::delete(&state, name, reference, &parts).await
         }
         _ => Err(method_not_allowed(&route)),
     };

@@ -1,5 +1,6 @@
 //! The request span, the request id, and the headers every response carries.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -8,14 +9,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use super::context::RequestId;
+
 /// Runs a request inside its span and stamps the response.
 ///
 /// The span carries a fresh request id (also sent back as `X-Request-Id`),
 /// the method, the path and, once the route is known, the repository. When
 /// `access_log` is on, one info line per request records the status and the
 /// time to the response head.
-pub async fn trace_request(access_log: bool, request: Request, next: Next) -> Response {
+pub async fn trace_request(access_log: bool, mut request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    request
+        .extensions_mut()
+        .insert(RequestId(Arc::from(request_id.as_str())));
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,

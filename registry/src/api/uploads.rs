@@ -9,8 +9,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
+use registry_signals::{BlobMounted, BlobPushed, Signal};
+
 use super::blobs::header_value;
 use super::body;
+use super::context::request_context;
 use super::{ApiError, AppState, ErrorCode};
 use crate::reference::{Algorithm, Digest, RepoName};
 use crate::storage::{Chunk, StorageError, UploadStatus};
@@ -38,6 +41,15 @@ pub async fn start(
             .await?
         {
             tracing::debug!(%digest, size, from = from.as_ref().map(RepoName::as_str), "blob mounted");
+            let signal = Signal::from(BlobMounted {
+                repository: repo.to_string(),
+                digest: digest.to_string(),
+                size,
+                source_repository: from.as_ref().map(RepoName::to_string),
+            });
+            state
+                .dispatcher
+                .emit(&request_context(state, parts), vec![signal]);
             return Ok(blob_created(&repo, &digest));
         }
         // The spec asks for a new session when the mount cannot be done, so
@@ -54,7 +66,7 @@ pub async fn start(
             .upload_start(&repo, digest.algorithm())
             .await?;
         let chunk = request_chunk(state, parts, request_body)?;
-        return commit(state, &repo, &status.id, &digest, Some(chunk)).await;
+        return commit(state, parts, &repo, &status.id, &digest, Some(chunk)).await;
     }
 
     let algorithm = match query.get("digest-algorithm") {
@@ -122,7 +134,7 @@ pub async fn put(
     } else {
         None
     };
-    commit(state, &repo, id, &digest, last).await
+    commit(state, parts, &repo, id, &digest, last).await
 }
 
 /// Cancels a session.
@@ -135,6 +147,7 @@ pub async fn cancel(state: &AppState, name: &str, id: &str) -> Result<Response, 
 
 async fn commit(
     state: &AppState,
+    parts: &Parts,
     repo: &RepoName,
     id: &str,
     digest: &Digest,
@@ -143,6 +156,14 @@ async fn commit(
     match state.storage.upload_commit(repo, id, digest, last).await {
         Ok(size) => {
             tracing::debug!(%digest, size, "blob stored");
+            let signal = Signal::from(BlobPushed {
+                repository: repo.to_string(),
+                digest: digest.to_string(),
+                size,
+            });
+            state
+                .dispatcher
+                .emit(&request_context(state, parts), vec![signal]);
             Ok(blob_created(repo, digest))
         }
         Err(error) => Err(with_session_headers(state, repo, id, error).await),

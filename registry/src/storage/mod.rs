@@ -122,6 +122,8 @@ pub struct TagChange {
 pub struct ManifestPutOutcome {
     /// This was the first manifest of the repository.
     pub repository_created: bool,
+    /// The repository did not have this manifest before.
+    pub manifest_created: bool,
     /// Tags created or moved; a tag that already pointed at this manifest is
     /// not listed.
     pub tags: Vec<TagChange>,

@@ -201,7 +201,9 @@ fn write_manifest(
 
     let revision = layout.revision(repo, &put.digest);
     let media_type = put.parsed.media_type.as_bytes();
-    if files::read_optional(&revision)?.as_deref() != Some(media_type) {
+    let stored_media_type = files::read_optional(&revision)?;
+    let manifest_created = stored_media_type.is_none();
+    if stored_media_type.as_deref() != Some(media_type) {
         files::write_atomic(&tmp, &revision, media_type)?;
     }
 
@@ -236,6 +238,7 @@ fn write_manifest(
 
     Ok(ManifestPutOutcome {
         repository_created,
+        manifest_created,
         tags,
     })
 }
