@@ -37,6 +37,7 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         idle_timeout: settings.http.idle_timeout,
         max_uploads: settings.limits.max_uploads.get() as usize,
         access_log: !settings.log.access_log.disabled,
+        request_timeout: settings.http.request_timeout,
     };
     let linked_names: Vec<&str> = linked.iter().map(LinkedExtension::name).collect();
     let enabled_names: Vec<&str> = linked

@@ -35,7 +35,7 @@ pub async fn get(
         RangeRequest::Unsatisfiable => {
             return Err(ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
-                ErrorCode::BlobUnknown,
+                ErrorCode::SizeInvalid,
                 format!("requested range is outside the blob of {size} bytes"),
             )
             .with_header(

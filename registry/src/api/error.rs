@@ -32,6 +32,11 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// A server fault (500). Codes for 5xx are outside the spec's list, which
+    /// covers 4xx bodies only; these two are the Go registry's.
+    Unknown,
+    /// The registry could not finish the request in time (503).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -52,6 +57,8 @@ impl ErrorCode {
             Self::Denied => "DENIED",
             Self::Unsupported => "UNSUPPORTED",
             Self::TooManyRequests => "TOOMANYREQUESTS",
+            Self::Unknown => "UNKNOWN",
+            Self::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -84,7 +91,7 @@ impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: ErrorCode::Unsupported,
+            code: ErrorCode::Unknown,
             message: "internal server error; the registry log has the cause under this \
                       response's X-Request-Id"
                 .to_owned(),
@@ -113,6 +120,23 @@ impl ApiError {
             ErrorCode::DigestInvalid,
             error.to_string(),
         )
+    }
+
+    /// The answer to a request that ran past `http.requesttimeout`.
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        tracing::warn!(
+            limit = %humantime::format_duration(limit),
+            "request timed out (http.requesttimeout)"
+        );
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!(
+                "the request did not complete within {} (http.requesttimeout); retry later",
+                humantime::format_duration(limit)
+            ),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
     /// The answer to a DELETE while deletes are turned off. The spec allows

@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -53,6 +54,8 @@ pub struct ApiSettings {
     pub max_uploads: usize,
     /// Whether each request is logged at info when it completes.
     pub access_log: bool,
+    /// Longest time a request without a streamed blob body may take.
+    pub request_timeout: Duration,
 }
 
 /// What every handler shares.
@@ -151,42 +154,62 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
     }
 
     let (parts, request_body) = request.into_parts();
-    let method = parts.method.clone();
-    let result = match (&route, &method) {
-        (Route::Catalog, &Method::GET) => lists::catalog(&state, &parts).await,
-        (Route::Tags { name }, &Method::GET) => lists::tags(&state, name, &parts).await,
-        (Route::Referrers { name, digest }, &Method::GET) => {
-            lists::referrers(&state, name, digest, &parts).await
-        }
-        (Route::Blob { name, digest }, &Method::GET | &Method::HEAD) => {
-            blobs::get(&state, name, digest, &parts).await
-        }
-        (Route::Blob { name, digest }, &Method::DELETE) => {
-            blobs::delete(&state, name, digest, &parts).await
-        }
-        (Route::UploadStart { name }, &Method::POST) => {
-            uploads::start(&state, name, &parts, request_body).await
-        }
-        (Route::Upload { name, id }, &Method::GET) => uploads::status(&state, name, id).await,
-        (Route::Upload { name, id }, &Method::PATCH) => {
-            uploads::patch(&state, name, id, &parts, request_body).await
-        }
-        (Route::Upload { name, id }, &Method::PUT) => {
-            uploads::put(&state, name, id, &parts, request_body).await
-        }
-        (Route::Upload { name, id }, &Method::DELETE) => uploads::cancel(&state, name, id).await,
-        (Route::Manifest { name, reference }, &Method::GET | &Method::HEAD) => {
-            manifests::get(&state, name, reference, &parts).await
-        }
-        (Route::Manifest { name, reference }, &Method::PUT) => {
-            manifests::put(&state, name, reference, &parts, request_body).await
-        }
-        (Route::Manifest { name, reference }, &Method::DELETE) => {
-            manifests::delete(&state, name, reference, &parts).await
-        }
-        _ => Err(method_not_allowed(&route)),
+
+    // Requests that stream a blob body in or out are bounded by
+    // `http.idletimeout` instead, because their length has no limit.
+    let result = if route.streams_body(&parts.method) {
+        handle(&state, &route, parts, request_body).await
+    } else {
+        let limit = state.settings.request_timeout;
+        tokio::time::timeout(limit, handle(&state, &route, parts, request_body))
+            .await
+            .unwrap_or_else(|_| Err(ApiError::timed_out(limit)))
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Calls the handler of a route and method.
+async fn handle(
+    state: &AppState,
+    route: &Route,
+    parts: Parts,
+    request_body: Body,
+) -> Result<Response, ApiError> {
+    let method = parts.method.clone();
+    match (route, &method) {
+        (Route::Catalog, &Method::GET) => lists::catalog(state, &parts).await,
+        (Route::Tags { name }, &Method::GET) => lists::tags(state, name, &parts).await,
+        (Route::Referrers { name, digest }, &Method::GET) => {
+            lists::referrers(state, name, digest, &parts).await
+        }
+        (Route::Blob { name, digest }, &Method::GET | &Method::HEAD) => {
+            blobs::get(state, name, digest, &parts).await
+        }
+        (Route::Blob { name, digest }, &Method::DELETE) => {
+            blobs::delete(state, name, digest, &parts).await
+        }
+        (Route::UploadStart { name }, &Method::POST) => {
+            uploads::start(state, name, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::GET) => uploads::status(state, name, id).await,
+        (Route::Upload { name, id }, &Method::PATCH) => {
+            uploads::patch(state, name, id, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::PUT) => {
+            uploads::put(state, name, id, &parts, request_body).await
+        }
+        (Route::Upload { name, id }, &Method::DELETE) => uploads::cancel(state, name, id).await,
+        (Route::Manifest { name, reference }, &Method::GET | &Method::HEAD) => {
+            manifests::get(state, name, reference, &parts).await
+        }
+        (Route::Manifest { name, reference }, &Method::PUT) => {
+            manifests::put(state, name, reference, &parts, request_body).await
+        }
+        (Route::Manifest { name, reference }, &Method::DELETE) => {
+            manifests::delete(state, name, reference, &parts).await
+        }
+        _ => Err(method_not_allowed(route)),
+    }
 }
 
 fn method_not_allowed(route: &Route) -> ApiError {

@@ -31,6 +31,18 @@ impl Route {
         }
     }
 
+    /// Returns whether a request streams a blob body of unbounded length:
+    /// a blob download or an upload request that carries bytes.
+    pub fn streams_body(&self, method: &axum::http::Method) -> bool {
+        use axum::http::Method;
+        match self {
+            Self::Blob { .. } => method == Method::GET,
+            Self::UploadStart { .. } => method == Method::POST,
+            Self::Upload { .. } => method == Method::PATCH || method == Method::PUT,
+            _ => false,
+        }
+    }
+
     /// Returns the methods the route answers, for the `Allow` header.
     pub fn allowed_methods(&self) -> &'static str {
         match self {

@@ -61,12 +61,19 @@ pub async fn start(
     if let Some(digest) = query.get("digest") {
         let digest = Digest::parse(digest).map_err(ApiError::digest_invalid)?;
         let _permit = upload_permit(state)?;
+        let chunk = request_chunk(state, parts, request_body)?;
         let status = state
             .storage
             .upload_start(&repo, digest.algorithm())
             .await?;
-        let chunk = request_chunk(state, parts, request_body)?;
-        return commit(state, parts, &repo, &status.id, &digest, Some(chunk)).await;
+        let result = commit(state, parts, &repo, &status.id, &digest, Some(chunk)).await;
+        if result.is_err() {
+            // The client never saw this session's id, so nothing could resume
+            // it. A digest mismatch has removed it already, and a failed
+            // cancel leaves it to the purge of stale sessions.
+            let _ = state.storage.upload_cancel(&repo, &status.id).await;
+        }
+        return result;
     }
 
     let algorithm = match query.get("digest-algorithm") {
