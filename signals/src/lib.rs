@@ -44,7 +44,7 @@ pub mod signal;
 pub use event::{Event, RequestContext};
 pub use guard::{ManifestCandidate, Rejection};
 pub use registration::{
-    ExtensionConfig, ExtensionRegistration, ExtensionState, GuardRegistration,
+    ExtensionConfig, ExtensionRegistration, ExtensionState, GuardRegistration, NoConfig,
     ReceiverRegistration, extensions, guards, receivers,
 };
 pub use signal::{

@@ -38,9 +38,13 @@ pub trait ExtensionConfig: DeserializeOwned + Send + Sync + 'static {
     }
 }
 
-/// `()` serves extensions that take no settings; the section may then hold
-/// only `enabled`.
-impl ExtensionConfig for () {}
+/// The config type of an extension without settings: its section may hold
+/// only `enabled`, and any other key is an error.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
+
+impl ExtensionConfig for NoConfig {}
 
 /// An extension, as declared by [`extension!`](crate::extension).
 #[derive(Debug)]

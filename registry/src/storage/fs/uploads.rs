@@ -6,8 +6,10 @@
 //! running hash lives in memory only; after a restart, or when the cached
 //! hash does not cover exactly the bytes on disk, the stored bytes are hashed
 //! again. Each append is synced before it is acknowledged, and a failed
-//! append truncates `data` back to where it started, so the session never
-//! holds bytes the client was not told about.
+//! append truncates `data` back to where it started. A process killed in
+//! the middle of an append cannot truncate: the session then keeps the
+//! bytes that arrived, and the client resumes from the offset that the
+//! status request reports.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
