@@ -15,11 +15,23 @@ use crate::reference::RepoName;
 /// `n` asks for. A longer list continues through the `Link` header.
 pub const MAX_PAGE: usize = 10_000;
 
+/// Entries on a page when the request gives no `n`. The spec allows a
+/// shorter page when a `Link` header points at the rest, and a bounded page
+/// keeps the cost of a request independent of the number of tags.
+pub const DEFAULT_PAGE: usize = 1_000;
+
 /// `n` and `last` of a paginated request.
 #[derive(Debug, Default)]
 struct Page {
     n: Option<usize>,
     last: Option<String>,
+}
+
+impl Page {
+    /// Returns the number of entries this page may hold.
+    fn limit(&self) -> usize {
+        self.n.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE)
+    }
 }
 
 fn page(parts: &Parts) -> Result<Page, ApiError> {
@@ -45,12 +57,12 @@ fn page(parts: &Parts) -> Result<Page, ApiError> {
 
 /// Cuts one page out of a sorted list. Returns the entries and, when more
 /// follow, the last entry of the page for the `Link` header.
-fn paginate(all: Vec<String>, page: &Page) -> (Vec<String>, Option<String>) {
+fn paginate(all: &[String], page: &Page) -> (Vec<String>, Option<String>) {
     let start = match &page.last {
         Some(last) => all.partition_point(|entry| entry.as_str() <= last.as_str()),
         None => 0,
     };
-    let limit = page.n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
+    let limit = page.limit();
     let end = start.saturating_add(limit).min(all.len());
 
     let entries: Vec<String> = all[start..end].to_vec();
@@ -79,13 +91,12 @@ pub async fn tags(state: &AppState, name: &str, parts: &Parts) -> Result<Respons
     let repo = RepoName::parse(name).map_err(ApiError::name_invalid)?;
     let page = page(parts)?;
     let all = state.storage.tags(&repo).await?;
-    let (tags, next) = paginate(all, &page);
+    let (tags, next) = paginate(&all, &page);
 
     let body = json!({ "name": repo.as_str(), "tags": tags });
     let mut response = axum::Json(body).into_response();
     if let Some(last) = next {
-        let n = page.n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let link = link_header(&format!("/v2/{repo}/tags/list"), n, &last);
+        let link = link_header(&format!("/v2/{repo}/tags/list"), page.limit(), &last);
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
@@ -95,13 +106,12 @@ pub async fn tags(state: &AppState, name: &str, parts: &Parts) -> Result<Respons
 pub async fn catalog(state: &AppState, parts: &Parts) -> Result<Response, ApiError> {
     let page = page(parts)?;
     let all = state.storage.repositories().await?;
-    let (repositories, next) = paginate(all, &page);
+    let (repositories, next) = paginate(&all, &page);
 
     let body = json!({ "repositories": repositories });
     let mut response = axum::Json(body).into_response();
     if let Some(last) = next {
-        let n = page.n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-        let link = link_header("/v2/_catalog", n, &last);
+        let link = link_header("/v2/_catalog", page.limit(), &last);
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
@@ -164,23 +174,23 @@ mod tests {
             last: last.map(str::to_owned),
         };
 
-        let (entries, next) = paginate(all.clone(), &page(Some(2), None));
+        let (entries, next) = paginate(&all, &page(Some(2), None));
         assert_eq!(entries, list(&["a", "b"]));
         assert_eq!(next.as_deref(), Some("b"));
 
-        let (entries, next) = paginate(all.clone(), &page(Some(2), Some("b")));
+        let (entries, next) = paginate(&all, &page(Some(2), Some("b")));
         assert_eq!(entries, list(&["c", "d"]));
         assert_eq!(next, None);
 
-        let (entries, next) = paginate(all.clone(), &page(None, Some("bb")));
+        let (entries, next) = paginate(&all, &page(None, Some("bb")));
         assert_eq!(entries, list(&["c", "d"]));
         assert_eq!(next, None);
 
-        let (entries, next) = paginate(all.clone(), &page(Some(0), None));
+        let (entries, next) = paginate(&all, &page(Some(0), None));
         assert!(entries.is_empty());
         assert_eq!(next, None);
 
-        let (entries, _) = paginate(all, &page(Some(10), Some("z")));
+        let (entries, _) = paginate(&all, &page(Some(10), Some("z")));
         assert!(entries.is_empty());
     }
 }

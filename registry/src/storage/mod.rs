@@ -11,6 +11,7 @@ mod paths;
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -267,12 +268,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes a tag and returns the digest it pointed at.
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<Digest>;
 
-    /// Lists the tags of `repo` in ASCII order.
-    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
+    /// Lists the tags of `repo` in ASCII order. The list is shared, so that
+    /// a backend can keep it between requests.
+    async fn tags(&self, repo: &RepoName) -> Result<Arc<Vec<String>>>;
 
     /// Lists the repositories that hold at least one manifest, in ASCII
     /// order.
-    async fn repositories(&self) -> Result<Vec<String>>;
+    async fn repositories(&self) -> Result<Arc<Vec<String>>>;
 
     /// Lists the manifests in `repo` whose `subject` is `digest`.
     async fn referrers(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Descriptor>>;

@@ -254,3 +254,46 @@ async fn catalog_with_zero_n_is_empty() {
     assert_eq!(reply.json()["repositories"], json!([]));
     assert_eq!(reply.header("link"), None);
 }
+
+#[tokio::test]
+async fn tags_without_n_get_default_page() {
+    let registry = Registry::new();
+    let names: Vec<String> = (0..1_001).map(|i| format!("t{i:04}")).collect();
+    // Query strings stay short: 100 tags per PUT.
+    for chunk in names.chunks(100) {
+        let tags: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        push_tags(&registry, "many", &tags).await;
+    }
+
+    let reply = registry.get("/v2/many/tags/list").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let tags = reply.json()["tags"].as_array().unwrap().len();
+    assert_eq!(tags, 1_000);
+    assert_eq!(
+        next_link(&reply).as_deref(),
+        Some("/v2/many/tags/list?n=1000&last=t0999")
+    );
+
+    let pages = walk_pages(&registry, "/v2/many/tags/list", "tags").await;
+    let total: usize = pages.iter().map(|p| p.as_array().unwrap().len()).sum();
+    assert_eq!(total, 1_001);
+}
+
+#[tokio::test]
+async fn tag_list_follows_new_tags() {
+    let registry = Registry::new();
+    push_tags(&registry, "fresh", &["one"]).await;
+    assert_eq!(
+        registry.get("/v2/fresh/tags/list").await.json()["tags"],
+        json!(["one"])
+    );
+
+    push_tags(&registry, "fresh", &["two"]).await;
+    let reply = registry.get("/v2/fresh/tags/list").await;
+    assert_eq!(reply.json()["tags"], json!(["one", "two"]));
+
+    let reply = registry.delete("/v2/fresh/manifests/one").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let reply = registry.get("/v2/fresh/tags/list").await;
+    assert_eq!(reply.json()["tags"], json!(["two"]));
+}

@@ -3,6 +3,7 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -20,6 +21,10 @@ impl FsStorage {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<StoredManifest> {
+        if let Some(manifest) = self.cache.manifest(repo, digest) {
+            return Ok(manifest);
+        }
+        let ticket = self.cache.ticket();
         let revision = self.layout.revision(repo, digest);
         let blob = self.layout.blob(digest);
         let found = blocking(move || {
@@ -36,20 +41,28 @@ impl FsStorage {
 
         let (media_type, bytes) =
             found.ok_or_else(|| StorageError::ManifestUnknown(digest.to_string()))?;
-        Ok(StoredManifest {
+        let manifest = StoredManifest {
             digest: digest.clone(),
             media_type: String::from_utf8_lossy(&media_type).into_owned(),
             bytes: Bytes::from(bytes),
-        })
+        };
+        self.cache.insert_manifest(ticket, repo, &manifest);
+        Ok(manifest)
     }
 
     pub(super) async fn read_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        if let Some(digest) = self.cache.tag(repo, tag.as_str()) {
+            return Ok(digest);
+        }
+        let ticket = self.cache.ticket();
         let path = self.layout.tag(repo, tag);
         let content = blocking(move || files::read_optional(&path))
             .await
             .map_err(|e| StorageError::io(format!("reading tag {tag}"), e))?
             .ok_or_else(|| StorageError::ManifestUnknown(tag.to_string()))?;
-        parse_stored_digest(&content, || format!("tag {tag} of {repo}"))
+        let digest = parse_stored_digest(&content, || format!("tag {tag} of {repo}"))?;
+        self.cache.insert_tag(ticket, repo, tag.as_str(), &digest);
+        Ok(digest)
     }
 
     pub(super) async fn put_manifest(
@@ -63,6 +76,7 @@ impl FsStorage {
         let layout = self.layout.clone();
         let repo_owned = repo.clone();
         let digest = put.digest.clone();
+        let _change = self.cache.change(repo);
         blocking(move || write_manifest(&layout, &repo_owned, put))
             .await
             .map_err(|e| StorageError::io(format!("storing manifest {digest}"), e))
@@ -102,6 +116,7 @@ impl FsStorage {
         digest: &Digest,
     ) -> Result<ManifestDeleteOutcome> {
         let _guard = self.repository_lock(repo).lock().await;
+        let _change = self.cache.change(repo);
         let layout = self.layout.clone();
         let repo = repo.clone();
         let target = digest.clone();
@@ -116,6 +131,7 @@ impl FsStorage {
         let digest = self.read_tag(repo, tag).await?;
         let path = self.layout.tag(repo, tag);
         let tags = self.layout.tags(repo);
+        let _change = self.cache.change(repo);
         blocking(move || {
             files::remove_optional(&path)?;
             files::sync_dir(&tags)
@@ -125,7 +141,11 @@ impl FsStorage {
         Ok(digest)
     }
 
-    pub(super) async fn list_tags(&self, repo: &RepoName) -> Result<Vec<String>> {
+    pub(super) async fn list_tags(&self, repo: &RepoName) -> Result<Arc<Vec<String>>> {
+        if let Some(tags) = self.cache.tag_list(repo) {
+            return Ok(tags);
+        }
+        let ticket = self.cache.ticket();
         let manifests = self.layout.manifests(repo);
         let tags = self.layout.tags(repo);
         let listed = blocking(move || {
@@ -140,10 +160,16 @@ impl FsStorage {
         let mut tags = listed.ok_or_else(|| StorageError::NameUnknown(repo.clone()))?;
         tags.retain(|tag| Tag::parse(tag).is_ok());
         tags.sort_unstable();
+        let tags = Arc::new(tags);
+        self.cache.insert_tag_list(ticket, repo, tags.clone());
         Ok(tags)
     }
 
-    pub(super) async fn list_repositories(&self) -> Result<Vec<String>> {
+    pub(super) async fn list_repositories(&self) -> Result<Arc<Vec<String>>> {
+        if let Some(names) = self.cache.repositories() {
+            return Ok(names);
+        }
+        let ticket = self.cache.ticket();
         let root = self.layout.repositories();
         let mut names = blocking(move || {
             let mut names = Vec::new();
@@ -153,6 +179,8 @@ impl FsStorage {
         .await
         .map_err(|e| StorageError::io("listing repositories", e))?;
         names.sort_unstable();
+        let names = Arc::new(names);
+        self.cache.insert_repositories(ticket, names.clone());
         Ok(names)
     }
 

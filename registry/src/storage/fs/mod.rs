@@ -10,6 +10,7 @@
 //! repository emptied) exact. Several processes over one root directory are
 //! not coordinated: run one registry process per filesystem root.
 
+mod cache;
 mod files;
 mod manifests;
 mod uploads;
@@ -54,6 +55,8 @@ pub struct FsStorage {
     /// committed, cancelled or purged. Its mutex serializes requests to one
     /// session.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+    /// What pulls read, kept in memory and dropped on every change.
+    cache: cache::Cache,
 }
 
 impl FsStorage {
@@ -80,6 +83,7 @@ impl FsStorage {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             sessions: Mutex::new(HashMap::new()),
+            cache: cache::Cache::default(),
         })
     }
 
@@ -96,9 +100,13 @@ impl FsStorage {
 
     /// Returns the size of a blob if `repo` links it and its content exists.
     async fn linked_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        if let Some(size) = self.cache.blob_link(repo, digest) {
+            return Ok(Some(size));
+        }
+        let ticket = self.cache.ticket();
         let link = self.layout.layer_link(repo, digest);
         let blob = self.layout.blob(digest);
-        blocking(move || {
+        let size = blocking(move || {
             if !files::exists(&link)? {
                 return Ok(None);
             }
@@ -109,7 +117,11 @@ impl FsStorage {
             }
         })
         .await
-        .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))
+        .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?;
+        if let Some(size) = size {
+            self.cache.insert_blob_link(ticket, repo, digest, size);
+        }
+        Ok(size)
     }
 }
 
@@ -172,9 +184,11 @@ impl Storage for FsStorage {
     async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let link = self.layout.layer_link(repo, digest);
         let stop = self.layout.repository(repo);
+        let change = self.cache.change_blob_link(repo, digest);
         let existed = blocking(move || files::remove_file_and_empty_parents(&link, &stop))
             .await
             .map_err(|e| StorageError::io(format!("deleting blob link {digest}"), e))?;
+        drop(change);
         if existed {
             Ok(())
         } else {
@@ -269,11 +283,11 @@ impl Storage for FsStorage {
         self.delete_tag(repo, tag).await
     }
 
-    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>> {
+    async fn tags(&self, repo: &RepoName) -> Result<Arc<Vec<String>>> {
         self.list_tags(repo).await
     }
 
-    async fn repositories(&self) -> Result<Vec<String>> {
+    async fn repositories(&self) -> Result<Arc<Vec<String>>> {
         self.list_repositories().await
     }
 
