@@ -199,3 +199,36 @@ async fn delete_disabled_is_method_not_allowed() {
     assert_eq!(deleted.error_code(), "UNSUPPORTED");
     assert_eq!(after.status, StatusCode::OK);
 }
+
+/// A blob of several read chunks (1 MiB each) with a length that is no
+/// multiple of the chunk.
+fn large_blob() -> Vec<u8> {
+    (0..3 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn large_blob_is_served_whole() {
+    let registry = Registry::new();
+    let content = large_blob();
+    let digest = registry.push_blob("big", &content).await;
+
+    let reply = registry.get(&format!("/v2/big/blobs/{digest}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body.len(), content.len());
+    assert!(reply.body == content, "served bytes differ");
+}
+
+#[tokio::test]
+async fn range_across_read_chunks_is_exact() {
+    let registry = Registry::new();
+    let content = large_blob();
+    let digest = registry.push_blob("big", &content).await;
+
+    let uri = format!("/v2/big/blobs/{digest}");
+    let reply = get_range(&registry, &uri, "bytes=1048570-2097160").await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    assert!(
+        reply.body[..] == content[1_048_570..=2_097_160],
+        "range bytes differ"
+    );
+}

@@ -13,6 +13,7 @@
 mod cache;
 mod files;
 mod manifests;
+mod read;
 mod uploads;
 
 use std::collections::HashMap;
@@ -23,9 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::paths::Layout;
 use super::{
@@ -38,9 +36,6 @@ use crate::reference::{Algorithm, Digest, RepoName, Tag};
 /// Number of locks that repositories are spread over. Two repositories that
 /// share a lock only wait for each other's manifest writes.
 const REPOSITORY_LOCKS: usize = 64;
-
-/// Read buffer for serving blobs.
-const READ_BUFFER: usize = 256 * 1024;
 
 /// Storage in a folder of the local filesystem.
 #[derive(Debug)]
@@ -151,34 +146,16 @@ impl Storage for FsStorage {
         range: Option<ByteRange>,
     ) -> Result<BlobContent> {
         let size = self.blob_size(repo, digest).await?;
-        let path = self.layout.blob(digest);
-        let context = || format!("opening blob {digest}");
-
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            // Deleted between the size check and the open.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::BlobUnknown(digest.clone()));
-            }
-            Err(e) => return Err(StorageError::io(context(), e)),
-        };
         let (start, len) = match range {
             Some(range) => (range.start, range.len()),
             None => (0, size),
         };
-        if start > 0 {
-            file.seek(io::SeekFrom::Start(start))
-                .await
-                .map_err(|e| StorageError::io(context(), e))?;
-        }
-
-        let reader = file.take(len);
-        let body = ReaderStream::with_capacity(reader, READ_BUFFER).map_ok(|bytes| bytes);
-        Ok(BlobContent {
-            size,
-            range,
-            body: Box::pin(body),
-        })
+        let body = read::stream_file(self.layout.blob(digest), start, len)
+            .await
+            .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?
+            // Deleted between the size check and the open.
+            .ok_or_else(|| StorageError::BlobUnknown(digest.clone()))?;
+        Ok(BlobContent { size, range, body })
     }
 
     async fn blob_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
