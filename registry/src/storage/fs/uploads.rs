@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -363,20 +363,27 @@ fn rehash(path: &std::path::Path, algorithm: Algorithm, len: u64) -> io::Result<
     }
 }
 
-/// Streams a chunk's body into `file`, hashing as it goes. Writing and
-/// hashing run on the blocking pool one batch behind the network, so the
-/// next batch arrives while the last one is written. Returns the bytes
-/// written and the hasher, synced to disk.
+/// Streams a chunk's body into `file`, hashing as it goes. The body is cut
+/// into batches of about `WRITE_BATCH` bytes; for each batch one blocking
+/// task writes and another hashes, in parallel, while the next batch
+/// arrives. Each write also starts the disk's writeback of its range, so
+/// the sync at the end waits only for the last batches. Returns the bytes
+/// written and the hasher; the bytes are synced to disk.
 async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Hasher)> {
     let Chunk {
         declared_len,
         mut body,
         ..
     } = chunk;
-    // The file and hasher are with the pending write while it runs.
+    let mut offset = file
+        .metadata()
+        .map_err(|e| StorageError::io("reading upload session", e))?
+        .len();
+    // The file and the hasher are with the pending tasks while they run.
     let mut state = Some((file, hasher));
-    let mut pending: Option<WriteTask> = None;
-    let mut batch = BytesMut::with_capacity(WRITE_BATCH);
+    let mut pending: Option<BatchTasks> = None;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0;
     let mut total: u64 = 0;
 
     loop {
@@ -393,7 +400,8 @@ async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Ha
                         actual: total,
                     });
                 }
-                batch.extend_from_slice(&bytes);
+                batch_len += bytes.len();
+                batch.push(bytes);
                 false
             }
             Some(Err(e)) => {
@@ -403,25 +411,23 @@ async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Ha
             None => true,
         };
 
-        if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
-            if let Some(task) = pending.take() {
-                state = Some(join_write(task).await?);
+        if batch_len >= WRITE_BATCH || (done && batch_len > 0) {
+            if let Some(tasks) = pending.take() {
+                state = Some(tasks.join().await?);
             }
-            let bytes = batch.split().freeze();
-            let (mut file, mut hasher) = state.take().expect("no write is pending");
-            pending = Some(tokio::task::spawn_blocking(move || {
-                file.write_all(&bytes)?;
-                hasher.update(&bytes);
-                Ok((file, hasher))
-            }));
+            let (file, hasher) = state.take().expect("no batch is pending");
+            let bytes = Arc::new(std::mem::take(&mut batch));
+            pending = Some(BatchTasks::spawn(file, hasher, bytes, offset));
+            offset += batch_len as u64;
+            batch_len = 0;
         }
         if done {
             break;
         }
     }
 
-    if let Some(task) = pending.take() {
-        state = Some(join_write(task).await?);
+    if let Some(tasks) = pending.take() {
+        state = Some(tasks.join().await?);
     }
     if let Some(declared) = declared_len
         && total != declared
@@ -432,7 +438,7 @@ async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Ha
         });
     }
 
-    let (file, hasher) = state.expect("no write is pending");
+    let (file, hasher) = state.expect("no batch is pending");
     let file = blocking(move || file.sync_data().map(|()| file))
         .await
         .map_err(|e| StorageError::io("syncing upload", e))?;
@@ -440,18 +446,73 @@ async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Ha
     Ok((total, hasher))
 }
 
-type WriteTask = tokio::task::JoinHandle<io::Result<(File, Hasher)>>;
-
-async fn join_write(task: WriteTask) -> Result<(File, Hasher)> {
-    task.await
-        .unwrap_or_else(|e| Err(io::Error::other(format!("blocking task failed: {e}"))))
-        .map_err(|e| StorageError::io("writing upload", e))
+/// The two blocking tasks of one batch: the write and the hash.
+struct BatchTasks {
+    write: tokio::task::JoinHandle<io::Result<File>>,
+    hash: tokio::task::JoinHandle<Hasher>,
 }
 
-/// Waits for a write that is still running before the caller truncates the
-/// file, so the truncation is not undone by a late write.
-async fn drain(pending: Option<WriteTask>) {
-    if let Some(task) = pending {
-        let _ = task.await;
+impl BatchTasks {
+    fn spawn(file: File, mut hasher: Hasher, bytes: Arc<Vec<Bytes>>, offset: u64) -> Self {
+        let to_write = bytes.clone();
+        let write = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut len = 0;
+            for piece in to_write.iter() {
+                file.write_all(piece)?;
+                len += piece.len() as u64;
+            }
+            start_writeback(&file, offset, len);
+            Ok(file)
+        });
+        let hash = tokio::task::spawn_blocking(move || {
+            for piece in bytes.iter() {
+                hasher.update(piece);
+            }
+            hasher
+        });
+        Self { write, hash }
+    }
+
+    async fn join(self) -> Result<(File, Hasher)> {
+        let failed = |e: tokio::task::JoinError| {
+            StorageError::io(
+                "writing upload",
+                io::Error::other(format!("blocking task failed: {e}")),
+            )
+        };
+        let file = self
+            .write
+            .await
+            .map_err(failed)?
+            .map_err(|e| StorageError::io("writing upload", e))?;
+        let hasher = self.hash.await.map_err(failed)?;
+        Ok((file, hasher))
+    }
+}
+
+/// Asks the kernel to start writing a range to disk without waiting for
+/// it. `POSIX_FADV_DONTNEED` starts the writeback of dirty pages; pages
+/// still dirty or under writeback stay cached. Only an optimization: a
+/// failure is ignored, because the sync at the end of the request writes
+/// everything anyway.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+}
+
+/// Waits for the tasks of a batch that are still running before the caller
+/// truncates the file, so the truncation is not undone by a late write.
+async fn drain(pending: Option<BatchTasks>) {
+    if let Some(tasks) = pending {
+        let _ = tasks.write.await;
+        let _ = tasks.hash.await;
     }
 }
