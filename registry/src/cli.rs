@@ -91,8 +91,7 @@ fn serve(config: Config, linked: Vec<LinkedExtension>) -> ExitCode {
     match runtime.block_on(crate::server::serve(config, linked)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("registry: {error:#}");
+            tracing::error!("registry stopped: {error:#}");
             ExitCode::FAILURE
         }
     }

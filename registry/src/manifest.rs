@@ -68,6 +68,10 @@ pub enum ManifestError {
     Schema1(String),
     #[error("manifest has no media type: set Content-Type or the mediaType field")]
     NoMediaType,
+    #[error("invalid media type {0:?}: expected type/subtype of letters, digits and !#$&^_.+-")]
+    InvalidMediaType(String),
+    #[error("manifest is not valid JSON for its media type: {0}")]
+    DuplicateOrMalformed(serde_json::Error),
     #[error("invalid manifest of type {media_type}: {reason}")]
     Invalid { media_type: String, reason: String },
 }
@@ -139,12 +143,44 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
         None => return Err(ManifestError::NoMediaType),
     };
 
+    if !is_valid_media_type(&media_type) {
+        return Err(ManifestError::InvalidMediaType(media_type));
+    }
+    // Known types are read again straight from the bytes: a JSON value keeps
+    // only the last of duplicate keys, where the typed read rejects them,
+    // and clients could disagree on which duplicate counts.
+    let known = matches!(
+        media_type.as_str(),
+        OCI_MANIFEST | DOCKER_MANIFEST | OCI_INDEX | DOCKER_MANIFEST_LIST
+    );
+    if known {
+        reject_duplicates(&media_type, body)?;
+    }
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => parse_image(media_type, value),
         OCI_INDEX | DOCKER_MANIFEST_LIST => parse_index(media_type, value),
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(ManifestError::Schema1(media_type)),
         _ => parse_other(media_type, value),
     }
+}
+
+/// Checks a media type against the OCI image spec's grammar,
+/// `[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}` on each side of one `/`. The
+/// stored type is served as the Content-Type header, so it must be a
+/// valid header value.
+fn is_valid_media_type(media_type: &str) -> bool {
+    let part = |text: &str| {
+        let bytes = text.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 127
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    media_type
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| part(kind) && part(subtype))
 }
 
 /// Content types that say nothing about the manifest, which some clients
@@ -154,6 +190,23 @@ fn is_generic_content_type(content_type: &str) -> bool {
         content_type,
         "application/octet-stream" | "application/json" | "text/plain"
     )
+}
+
+/// Rejects a manifest whose known fields appear twice at any level that
+/// the registry reads.
+fn reject_duplicates(media_type: &str, body: &[u8]) -> Result<(), ManifestError> {
+    let result = match media_type {
+        OCI_MANIFEST | DOCKER_MANIFEST => serde_json::from_slice::<ImageManifest>(body).map(drop),
+        _ => serde_json::from_slice::<IndexManifest>(body).map(drop),
+    };
+    match result {
+        Err(error) if error.to_string().starts_with("duplicate field") => {
+            Err(ManifestError::DuplicateOrMalformed(error))
+        }
+        // Other errors are reported with the field's path by the typed read
+        // of the value below.
+        _ => Ok(()),
+    }
 }
 
 fn parse_image(media_type: String, value: Value) -> Result<ParsedManifest, ManifestError> {
@@ -365,6 +418,30 @@ mod tests {
         assert!(matches!(
             parse(None, bad_digest),
             Err(ManifestError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_media_types_are_rejected() {
+        for media_type in ["text", "a/b\nc", "/x", "x/", "a/b/c", "a b/c"] {
+            let result = parse(Some(media_type), b"{}");
+            assert!(
+                matches!(result, Err(ManifestError::InvalidMediaType(_))),
+                "{media_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"x/y","digest":"{d}","size":1}},"config":{{"mediaType":"x/y","digest":"{d}","size":1}},"layers":[]}}"#,
+            d = digest('a')
+        );
+        let result = parse(Some(OCI_MANIFEST), body.as_bytes());
+        assert!(matches!(
+            result,
+            Err(ManifestError::DuplicateOrMalformed(_))
         ));
     }
 

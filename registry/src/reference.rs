@@ -79,7 +79,7 @@ impl RepoName {
         if valid {
             Ok(Self(name.to_owned()))
         } else {
-            Err(ReferenceError::InvalidName(name.to_owned()))
+            Err(ReferenceError::InvalidName(shorten(name)))
         }
     }
 
@@ -87,6 +87,22 @@ impl RepoName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Longest part of a rejected value that error messages repeat.
+const MAX_ECHO: usize = 200;
+
+/// Cuts a rejected value for an error message, so that a huge value does
+/// not come back whole in the response.
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_ECHO {
+        return text.to_owned();
+    }
+    let mut end = MAX_ECHO;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 /// Checks one component against `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
@@ -151,7 +167,7 @@ impl Tag {
         if first_ok && rest_ok && bytes.len() <= MAX_TAG_LEN {
             Ok(Self(tag.to_owned()))
         } else {
-            Err(ReferenceError::InvalidTag(tag.to_owned()))
+            Err(ReferenceError::InvalidTag(shorten(tag)))
         }
     }
 
@@ -177,7 +193,7 @@ impl Algorithm {
         match name {
             "sha256" => Ok(Self::Sha256),
             "sha512" => Ok(Self::Sha512),
-            other => Err(ReferenceError::UnsupportedAlgorithm(other.to_owned())),
+            other => Err(ReferenceError::UnsupportedAlgorithm(shorten(other))),
         }
     }
 
@@ -214,7 +230,7 @@ impl Digest {
     /// `InvalidDigest` when the form is wrong or the hex has the wrong length
     /// or uppercase or non-hex characters.
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
-        let invalid = || ReferenceError::InvalidDigest(text.to_owned());
+        let invalid = || ReferenceError::InvalidDigest(shorten(text));
         let (algorithm, hex) = text.split_once(':').ok_or_else(invalid)?;
 
         // The OCI descriptor grammar allows other algorithm names; they are
@@ -369,6 +385,13 @@ mod tests {
         let longest = "a".repeat(MAX_NAME_LEN);
         assert!(RepoName::parse(&longest).is_ok());
         assert!(RepoName::parse(&format!("{longest}a")).is_err());
+    }
+
+    #[test]
+    fn long_rejected_values_are_shortened() {
+        let long = "A".repeat(10_000);
+        let message = RepoName::parse(&long).unwrap_err().to_string();
+        assert!(message.len() < 500, "message has {} bytes", message.len());
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         .header_read_timeout(settings.http.request_timeout)
         .max_buf_size(settings.http.max_header_size.as_u64().max(8192) as usize);
     let graceful = GracefulShutdown::new();
+    let idle_timeout = settings.http.idle_timeout;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
@@ -100,6 +101,11 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request)
         });
+        // A client that stops reading a response would otherwise hold its
+        // connection, and an open blob file, for as long as it likes.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(idle_timeout));
+        let stream = Box::pin(stream);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -118,6 +124,9 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(drain) => {
             tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+        () = shutdown_signal() => {
+            tracing::warn!("second stop signal; closing the remaining connections now");
         }
     }
     if let Some(task) = purge_task {

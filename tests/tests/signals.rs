@@ -652,3 +652,52 @@ fn foo_is_linked_only_with_its_feature() {
     assert_eq!(foo_extension, cfg!(feature = "ext-foo"));
     assert_eq!(foo_receivers, cfg!(feature = "ext-foo"));
 }
+
+#[tokio::test]
+async fn abandoned_push_completes_and_fires() {
+    let harness = Harness::new(RECORDER_ONLY);
+    let config = harness.push_blob("sig/abandoned", b"{}").await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri("/v2/sig/abandoned/manifests/v1")
+        .header(header::CONTENT_TYPE, OCI_MANIFEST)
+        .body(Body::from(bytes))
+        .unwrap();
+
+    // The client gives up as soon as the request has started, as one that
+    // disconnects would; the push must still finish and fire its signals.
+    let started = harness.app.clone().oneshot(request);
+    let _ = tokio::time::timeout(Duration::from_micros(1), started).await;
+
+    for _ in 0..200 {
+        let (status, _) = harness
+            .send(
+                Method::GET,
+                "/v2/sig/abandoned/manifests/v1",
+                None,
+                Vec::new(),
+            )
+            .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    harness.settle().await;
+    let names = recorded_names("sig/abandoned");
+    assert!(
+        names.contains(&"tag_created".to_owned()),
+        "recorded: {names:?}"
+    );
+    assert!(
+        names.contains(&"manifest_pushed".to_owned()),
+        "recorded: {names:?}"
+    );
+}

@@ -109,7 +109,8 @@ pub fn content_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError>
     let (start, end) = text.split_once('-').ok_or_else(invalid)?;
     let start: u64 = start.parse().map_err(|_| invalid())?;
     let end: u64 = end.parse().map_err(|_| invalid())?;
-    if end < start {
+    // The length `end - start + 1` must fit in a u64.
+    if end < start || end - start == u64::MAX {
         return Err(invalid());
     }
     Ok(Some(ByteRange { start, end }))
@@ -144,7 +145,9 @@ pub fn range(headers: &HeaderMap, size: u64) -> RangeRequest {
 
     let (start, end) = match (first.parse::<u64>(), last.parse::<u64>()) {
         (Ok(start), Ok(end)) if end >= start => (start, end.min(size.saturating_sub(1))),
-        (Ok(_), Ok(_)) => return RangeRequest::Unsatisfiable,
+        // RFC 9110 makes a range whose last position is before its first
+        // invalid, and an invalid Range header is ignored.
+        (Ok(_), Ok(_)) => return RangeRequest::Whole,
         (Ok(start), Err(_)) if last.is_empty() => (start, size.saturating_sub(1)),
         (Err(_), Ok(suffix)) if first.is_empty() => {
             if suffix == 0 || size == 0 {
@@ -241,7 +244,7 @@ mod tests {
                 RangeRequest::Partial(ByteRange { start: 0, end: 99 }),
             ),
             ("bytes=100-200", RangeRequest::Unsatisfiable),
-            ("bytes=50-10", RangeRequest::Unsatisfiable),
+            ("bytes=50-10", RangeRequest::Whole),
             ("bytes=-0", RangeRequest::Unsatisfiable),
             ("bytes=0-1,5-6", RangeRequest::Whole),
             ("items=0-1", RangeRequest::Whole),
@@ -268,6 +271,7 @@ mod tests {
             Some(ByteRange { start: 10, end: 19 })
         );
         assert!(parse("9-0").is_err());
+        assert!(parse("0-18446744073709551615").is_err());
         assert!(parse("abc").is_err());
     }
 

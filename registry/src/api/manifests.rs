@@ -50,8 +50,16 @@ pub async fn get(
     };
     check_accept(&parts.headers, &stored)?;
 
+    // Media types are checked on push; one stored by an older version that
+    // is not a valid header is a server fault, not a panic.
+    let content_type = HeaderValue::from_str(&stored.media_type).map_err(|_| {
+        ApiError::internal(format!(
+            "stored media type {:?} of {} is not a valid header value",
+            stored.media_type, stored.digest
+        ))
+    })?;
     let builder = Response::builder()
-        .header(header::CONTENT_TYPE, header_value(&stored.media_type))
+        .header(header::CONTENT_TYPE, content_type)
         .header(
             "docker-content-digest",
             header_value(&stored.digest.to_string()),

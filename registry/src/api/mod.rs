@@ -26,8 +26,8 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 pub use error::{ApiError, ErrorCode};
 use route::Route;
@@ -119,8 +119,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let access_log = state.settings.access_log;
     Router::new()
-        .route("/v2", get(base))
-        .route("/v2/", get(base))
+        .route("/v2", axum::routing::any(base))
+        .route("/v2/", axum::routing::any(base))
         .route("/v2/{*path}", axum::routing::any(dispatch))
         .fallback(not_found)
         .with_state(state)
@@ -130,7 +130,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /v2/`: tells clients that this is a registry of API version 2.
-async fn base() -> Response {
+async fn base(method: Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            format!("method {method} not allowed on /v2/; allowed: GET, HEAD"),
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+        .into_response();
+    }
     ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
@@ -154,14 +163,33 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
     }
 
     let (parts, request_body) = request.into_parts();
+    let streams_body = route.streams_body(&parts.method);
+
+    // A request that changes state runs in a task of its own, so that a
+    // client that disconnects, or a timeout, cannot stop it between storing
+    // a change and firing its signals; only the wait for it ends early.
+    let changes_state = !matches!(parts.method, Method::GET | Method::HEAD);
+    let handler = {
+        let state = state.clone();
+        async move { handle(&state, &route, parts, request_body).await }
+    };
+    let run = async move {
+        if changes_state {
+            let task = tokio::spawn(handler.instrument(tracing::Span::current()));
+            task.await
+                .unwrap_or_else(|error| Err(ApiError::internal(format!("handler failed: {error}"))))
+        } else {
+            handler.await
+        }
+    };
 
     // Requests that stream a blob body in or out are bounded by
     // `http.idletimeout` instead, because their length has no limit.
-    let result = if route.streams_body(&parts.method) {
-        handle(&state, &route, parts, request_body).await
+    let result = if streams_body {
+        run.await
     } else {
         let limit = state.settings.request_timeout;
-        tokio::time::timeout(limit, handle(&state, &route, parts, request_body))
+        tokio::time::timeout(limit, run)
             .await
             .unwrap_or_else(|_| Err(ApiError::timed_out(limit)))
     };
@@ -177,9 +205,13 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let method = parts.method.clone();
     match (route, &method) {
-        (Route::Catalog, &Method::GET) => lists::catalog(state, &parts).await,
-        (Route::Tags { name }, &Method::GET) => lists::tags(state, name, &parts).await,
-        (Route::Referrers { name, digest }, &Method::GET) => {
+        // hyper sends no body in answer to HEAD, so the GET handlers serve
+        // both.
+        (Route::Catalog, &Method::GET | &Method::HEAD) => lists::catalog(state, &parts).await,
+        (Route::Tags { name }, &Method::GET | &Method::HEAD) => {
+            lists::tags(state, name, &parts).await
+        }
+        (Route::Referrers { name, digest }, &Method::GET | &Method::HEAD) => {
             lists::referrers(state, name, digest, &parts).await
         }
         (Route::Blob { name, digest }, &Method::GET | &Method::HEAD) => {

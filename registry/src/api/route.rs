@@ -46,7 +46,7 @@ impl Route {
     /// Returns the methods the route answers, for the `Allow` header.
     pub fn allowed_methods(&self) -> &'static str {
         match self {
-            Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => "GET",
+            Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => "GET, HEAD",
             Self::Blob { .. } => "GET, HEAD, DELETE",
             Self::UploadStart { .. } => "POST",
             Self::Upload { .. } => "GET, PATCH, PUT, DELETE",

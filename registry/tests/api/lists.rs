@@ -297,3 +297,19 @@ async fn tag_list_follows_new_tags() {
     let reply = registry.get("/v2/fresh/tags/list").await;
     assert_eq!(reply.json()["tags"], json!(["two"]));
 }
+
+#[tokio::test]
+async fn head_of_lists_is_served() {
+    let registry = Registry::new();
+    push_tags(&registry, "heads", &["v1"]).await;
+    let digest = format!("sha256:{}", "c".repeat(64));
+
+    for uri in [
+        "/v2/heads/tags/list".to_owned(),
+        "/v2/_catalog".to_owned(),
+        format!("/v2/heads/referrers/{digest}"),
+    ] {
+        let reply = registry.head(&uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+    }
+}

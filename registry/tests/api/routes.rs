@@ -95,9 +95,13 @@ async fn wrong_method_lists_allowed_ones() {
             "GET, HEAD, DELETE",
         ),
         (Method::GET, "/v2/a/blobs/uploads/".to_owned(), "POST"),
-        (Method::POST, "/v2/a/tags/list".to_owned(), "GET"),
-        (Method::DELETE, "/v2/_catalog".to_owned(), "GET"),
-        (Method::PUT, format!("/v2/a/referrers/{digest}"), "GET"),
+        (Method::POST, "/v2/a/tags/list".to_owned(), "GET, HEAD"),
+        (Method::DELETE, "/v2/_catalog".to_owned(), "GET, HEAD"),
+        (
+            Method::PUT,
+            format!("/v2/a/referrers/{digest}"),
+            "GET, HEAD",
+        ),
         (
             Method::POST,
             "/v2/a/blobs/uploads/0b7e6b3a-3c2e-4f0e-9d8c-1a2b3c4d5e6f".to_owned(),

@@ -72,6 +72,21 @@ impl FsStorage {
                 io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+
+        // Files left in tmp/ by a process that died mid-write were never
+        // renamed into place, so nothing refers to them. Removing them also
+        // proves that the root is writable before the first request.
+        let tmp = layout.tmp();
+        files::remove_dir_optional(&tmp)
+            .and_then(|()| std::fs::create_dir_all(&tmp))
+            .and_then(|()| files::write_atomic(&tmp, &tmp.join("probe"), b"probe"))
+            .and_then(|()| std::fs::remove_file(tmp.join("probe")))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot write under {}: {e}", tmp.display()),
+                )
+            })?;
         Ok(Self {
             layout,
             repository_locks: (0..REPOSITORY_LOCKS)
