@@ -69,12 +69,20 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         .enabled
         .then(|| tokio::spawn(purge_uploads(storage, purging.age, purging.interval)));
 
+    // hyper needs a read buffer of at least 8 KiB for HTTP/1.1, so smaller
+    // header limits act as 8 KiB there; HTTP/2 takes the limit as it is.
+    let max_header_size =
+        usize::try_from(settings.http.max_header_size.as_u64()).unwrap_or(usize::MAX);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.http.request_timeout)
-        .max_buf_size(settings.http.max_header_size.as_u64().max(8192) as usize);
+        .max_buf_size(max_header_size.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let idle_timeout = settings.http.idle_timeout;
     let shutdown = shutdown_signal();
