@@ -10,12 +10,27 @@
 //! [`layout`] reads and writes OCI image layouts, the directories that umoci
 //! builds and skopeo copies to and from.
 //!
+//! [`containers`] runs podman and buildah on a private storage, [`crane`]
+//! and [`python`] find the clients that `.ci/run` builds or installs outside
+//! Debian's packages (crane, oras-py, python-dxf), [`api`] checks what a
+//! client stored through the registry's HTTP API, and [`layer`] reads the
+//! gzip tar layers that clients push.
+//!
+//! [`docker`] starts a private `dockerd` for a test and stops it when
+//! dropped, and runs the `docker` command line against it.
+//!
 //! Every helper panics with a message that names what failed, so a test
 //! reads as a list of steps and checks.
 
+pub mod api;
 mod binary;
 pub mod command;
+pub mod containers;
+pub mod crane;
+pub mod docker;
+pub mod layer;
 pub mod layout;
+pub mod python;
 mod server;
 pub mod skopeo;
 pub mod umoci;
