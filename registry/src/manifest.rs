@@ -35,7 +35,7 @@ pub struct Descriptor {
     pub urls: Option<Vec<String>>,
 }
 
-/// What the registry learned from a manifest it accepted.
+/// The facts the registry needs from an accepted manifest.
 #[derive(Debug, Clone)]
 pub struct ParsedManifest {
     /// The media type to store and serve it under.
@@ -52,7 +52,7 @@ pub struct ParsedManifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-/// Why a manifest was rejected.
+/// The reason a manifest was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("manifest is not valid JSON: {0}")]
@@ -183,7 +183,7 @@ fn is_valid_media_type(media_type: &str) -> bool {
         .is_some_and(|(kind, subtype)| part(kind) && part(subtype))
 }
 
-/// Content types that say nothing about the manifest, which some clients
+/// Content types that tell nothing about the manifest, which some clients
 /// send by default.
 fn is_generic_content_type(content_type: &str) -> bool {
     matches!(

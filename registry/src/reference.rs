@@ -11,12 +11,12 @@ use std::str::FromStr;
 
 use sha2::Digest as _;
 
-/// Longest repository name accepted. Many clients limit the whole reference
+/// Maximum length of a repository name. Many clients limit the whole reference
 /// (host, `/` and name) to 255 characters, so longer names could not be
 /// pulled by them anyway.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Longest tag accepted, as the tag grammar `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+/// Maximum length of a tag, as the tag grammar `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
 /// allows.
 pub const MAX_TAG_LEN: usize = 128;
 
@@ -42,14 +42,14 @@ pub struct Digest {
     hex: String,
 }
 
-/// What a manifest request names: a tag or a digest.
+/// The reference of a manifest request: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reference {
     Tag(Tag),
     Digest(Digest),
 }
 
-/// Why a name, tag or digest was rejected.
+/// The reason a name, tag or digest was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
     #[error(
@@ -89,7 +89,7 @@ impl RepoName {
     }
 }
 
-/// Longest part of a rejected value that error messages repeat.
+/// Maximum length of a rejected value that error messages repeat.
 const MAX_ECHO: usize = 200;
 
 /// Cuts a rejected value for an error message, so that a huge value does

@@ -122,7 +122,7 @@ pub enum RangeRequest {
     /// No usable range: serve the whole blob.
     Whole,
     Partial(ByteRange),
-    /// A valid range that lies outside the blob: answer 416.
+    /// A valid range that lies outside the blob, which gets a 416 response.
     Unsatisfiable,
 }
 

@@ -336,7 +336,7 @@ pub async fn delete(
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 
-/// The signals of a stored manifest: `repository_created` for the first
+/// Builds the signals of a stored manifest: `repository_created` for the first
 /// manifest of a repository, `manifest_pushed` always, `tag_created` for each
 /// tag that is new or moved, and `repository_updated` when the push changed
 /// an existing repository. A repeated push changes no state and fires only
@@ -372,7 +372,7 @@ fn push_signals(pushed: ManifestPushed, outcome: &ManifestPutOutcome) -> Vec<Sig
     signals
 }
 
-/// The signals of a deleted manifest: `manifest_deleted`, `tag_deleted` for
+/// Builds the signals of a deleted manifest: `manifest_deleted`, `tag_deleted` for
 /// each tag removed with it, then `repository_deleted` when nothing is left
 /// or `repository_updated` otherwise.
 fn delete_signals(

@@ -47,24 +47,24 @@ pub struct ApiSettings {
     pub delete_enabled: bool,
     /// Largest manifest body accepted, in bytes.
     pub manifest_max_bytes: u64,
-    /// Longest time a request body may send nothing before the request
+    /// Maximum time a request body may send nothing before the request
     /// fails.
     pub idle_timeout: Duration,
     /// Maximum number of upload requests that stream a body at once.
     pub max_uploads: usize,
     /// Whether each request is logged at info when it completes.
     pub access_log: bool,
-    /// Longest time a request without a streamed blob body may take.
+    /// Maximum time a request without a streamed blob body may take.
     pub request_timeout: Duration,
 }
 
-/// What every handler shares.
+/// The state every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub settings: Arc<ApiSettings>,
     /// Permits for upload requests that carry a body; a request that finds
-    /// none left is answered 429. Created with `max_uploads` permits, and a
+    /// none left gets a 429 response. Created with `max_uploads` permits, and a
     /// permit is held until the upload request's response is built.
     pub upload_permits: Arc<Semaphore>,
     /// Routes events to extensions and runs guards.
@@ -129,7 +129,8 @@ pub fn router(state: AppState) -> Router {
         }))
 }
 
-/// `GET /v2/`: tells clients that this is a registry of API version 2.
+/// Serves `GET /v2/`, which confirms to clients that this is a registry of
+/// API version 2.
 async fn base(method: Method) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::new(
@@ -205,8 +206,8 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let method = parts.method.clone();
     match (route, &method) {
-        // hyper sends no body in answer to HEAD, so the GET handlers serve
-        // both.
+        // hyper sends no body in a response to HEAD, so the GET handlers
+        // serve both.
         (Route::Catalog, &Method::GET | &Method::HEAD) => lists::catalog(state, &parts).await,
         (Route::Tags { name }, &Method::GET | &Method::HEAD) => {
             lists::tags(state, name, &parts).await

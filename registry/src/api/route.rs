@@ -43,7 +43,7 @@ impl Route {
         }
     }
 
-    /// Returns the methods the route answers, for the `Allow` header.
+    /// Returns the methods the route serves, for the `Allow` header.
     pub fn allowed_methods(&self) -> &'static str {
         match self {
             Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => "GET, HEAD",

@@ -46,11 +46,11 @@ pub struct FsStorage {
     repository_locks: Vec<tokio::sync::Mutex<()>>,
     /// Upload sessions touched since this process started, by id. An entry
     /// is created on first use (from the session's `info` file after a
-    /// restart), holds the running hash, and is removed when the session is
+    /// restart), keeps the running hash, and is removed when the session is
     /// committed, cancelled or purged. Its mutex serializes requests to one
     /// session.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
-    /// What pulls read, kept in memory and dropped on every change.
+    /// The data that pulls read, kept in memory and dropped on every change.
     cache: cache::Cache,
 }
 
