@@ -3,33 +3,36 @@
 //! Each read takes one trip to tokio's blocking pool, so reads are large
 //! (`CHUNK`) and the next one starts while the last chunk is being sent.
 //! The first chunk is read together with the open, so a blob of up to one
-//! chunk costs a single trip.
+//! chunk costs a single trip. The file moves from one read task to the next,
+//! so the reads are sequential and need no shared file position.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream;
 use tokio::task::JoinHandle;
 
 use super::blocking;
 use crate::storage::ByteStream;
 
-/// Bytes read per trip to the blocking pool.
-const CHUNK: u64 = 1 << 20;
+/// Bytes read per trip to the blocking pool. Larger reads cost fewer trips
+/// but more memory per download in flight: two chunks per download.
+const CHUNK: u64 = 256 << 10;
 
-type ReadTask = JoinHandle<io::Result<Bytes>>;
+type ReadTask = JoinHandle<io::Result<(File, Bytes)>>;
 
 /// Opens `path` and streams `len` bytes from `start`. Returns `None` when
 /// the file does not exist.
 pub async fn stream_file(path: PathBuf, start: u64, len: u64) -> io::Result<Option<ByteStream>> {
     let opened = blocking(move || match File::open(&path) {
-        Ok(file) => {
-            let first = read_chunk(&file, start, len.min(CHUNK))?;
-            Ok(Some((Arc::new(file), first)))
+        Ok(mut file) => {
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            let first = read_chunk(&mut file, len.min(CHUNK))?;
+            Ok(Some((file, first)))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -39,50 +42,53 @@ pub async fn stream_file(path: PathBuf, start: u64, len: u64) -> io::Result<Opti
         return Ok(None);
     };
 
-    let mut offset = start + first.len() as u64;
-    let end = start + len;
+    let remaining = len - first.len() as u64;
     let first_stream = stream::once(async move { Ok(first) });
-    if offset >= end {
+    if remaining == 0 {
         return Ok(Some(Box::pin(first_stream)));
     }
 
-    // The state is the file, the next offset to request, and the read that
-    // is already running.
-    let next = spawn_read(&file, offset, end);
-    offset = (offset + CHUNK).min(end);
-    let rest = stream::unfold(
-        (file, offset, Some(next)),
-        move |(file, offset, pending)| async move {
-            let task = pending?;
-            let chunk = match task.await {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(e)) => return Some((Err(e), (file, end, None))),
-                Err(e) => {
-                    let error = io::Error::other(format!("blob read task failed: {e}"));
-                    return Some((Err(error), (file, end, None)));
-                }
-            };
-            let pending = (offset < end).then(|| spawn_read(&file, offset, end));
-            let offset = (offset + CHUNK).min(end);
-            Some((Ok(chunk), (file, offset, pending)))
-        },
-    );
+    // The state is the bytes still to request after the read that is
+    // already running, which owns the file.
+    let next = spawn_read(file, remaining);
+    let rest = stream::unfold((remaining, Some(next)), |(remaining, pending)| async move {
+        let task = pending?;
+        let (file, chunk) = match task.await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Some((Err(e), (0, None))),
+            Err(e) => {
+                let error = io::Error::other(format!("blob read task failed: {e}"));
+                return Some((Err(error), (0, None)));
+            }
+        };
+        let remaining = remaining - chunk.len() as u64;
+        let pending = (remaining > 0).then(|| spawn_read(file, remaining));
+        Some((Ok(chunk), (remaining, pending)))
+    });
     Ok(Some(Box::pin(futures_util::StreamExt::chain(
         first_stream,
         rest,
     ))))
 }
 
-fn spawn_read(file: &Arc<File>, offset: u64, end: u64) -> ReadTask {
-    let file = file.clone();
-    let len = (end - offset).min(CHUNK);
-    tokio::task::spawn_blocking(move || read_chunk(&file, offset, len))
+fn spawn_read(mut file: File, remaining: u64) -> ReadTask {
+    tokio::task::spawn_blocking(move || {
+        let chunk = read_chunk(&mut file, remaining.min(CHUNK))?;
+        Ok((file, chunk))
+    })
 }
 
-/// Reads exactly `len` bytes at `offset`. A file shorter than that is an
+/// Reads exactly `len` bytes from the file's position. `read_to_end` fills
+/// the buffer without zeroing it first. A file shorter than that is an
 /// error, because blob files never shrink.
-fn read_chunk(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
-    let mut buffer = BytesMut::zeroed(len as usize);
-    file.read_exact_at(&mut buffer, offset)?;
-    Ok(buffer.freeze())
+fn read_chunk(file: &mut File, len: u64) -> io::Result<Bytes> {
+    let mut buffer = Vec::with_capacity(len as usize);
+    file.by_ref().take(len).read_to_end(&mut buffer)?;
+    if (buffer.len() as u64) < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("blob file ended {} bytes early", len - buffer.len() as u64),
+        ));
+    }
+    Ok(Bytes::from(buffer))
 }

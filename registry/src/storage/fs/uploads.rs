@@ -24,9 +24,9 @@ use super::{FsStorage, blocking, files};
 use crate::reference::{Algorithm, Digest, Hasher, RepoName};
 use crate::storage::{Chunk, Result, StorageError, UploadStatus};
 
-/// Bytes collected from the request before they are written and hashed in
-/// one blocking call.
-const WRITE_BATCH: usize = 1 << 20;
+/// Bytes collected from the request before one blocking task writes them
+/// and another hashes them. Each upload in flight holds about two batches.
+const WRITE_BATCH: usize = 512 << 10;
 
 /// The in-memory state of a session, guarded by its mutex.
 #[derive(Debug)]
