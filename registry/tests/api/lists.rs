@@ -313,3 +313,27 @@ async fn head_of_lists_is_served() {
         assert_eq!(reply.status, StatusCode::OK, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn catalog_follows_created_and_deleted_repositories() {
+    let registry = Registry::new();
+    push_tags(&registry, "first", &["v1"]).await;
+    assert_eq!(
+        registry.get("/v2/_catalog").await.json()["repositories"],
+        json!(["first"])
+    );
+
+    // A push to an existing repository keeps the list; a new one extends it.
+    push_tags(&registry, "first", &["v2"]).await;
+    push_tags(&registry, "second", &["v1"]).await;
+    let reply = registry.get("/v2/_catalog").await;
+    assert_eq!(reply.json()["repositories"], json!(["first", "second"]));
+
+    let digest = sha256(&registry.push_image_blobs("second", "tagged").await);
+    let reply = registry
+        .delete(&format!("/v2/second/manifests/{digest}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let reply = registry.get("/v2/_catalog").await;
+    assert_eq!(reply.json()["repositories"], json!(["first"]));
+}

@@ -78,16 +78,19 @@ impl Cache {
             cache: self,
             repo,
             blob_link: None,
+            repository_list: true,
         }
     }
 
-    fn forget(&self, repo: &RepoName) {
+    fn forget(&self, repo: &RepoName, repository_list: bool) {
         let mut entries = write(&self.entries);
         if let Some(removed) = entries.repositories.remove(repo) {
             entries.manifest_bytes -= removed.manifest_bytes();
             entries.count -= removed.tags.len() + removed.blob_links.len();
         }
-        entries.repository_list = None;
+        if repository_list {
+            entries.repository_list = None;
+        }
     }
 
     /// Inserts under `ticket` with `insert`, which returns the manifest
@@ -172,6 +175,7 @@ impl Cache {
             cache: self,
             repo,
             blob_link: Some(digest),
+            repository_list: false,
         }
     }
 
@@ -219,13 +223,24 @@ pub struct ChangeGuard<'a> {
     /// The one blob link the change removes; `None` for a change that may
     /// touch anything in the repository.
     blob_link: Option<&'a Digest>,
+    /// Whether the change may have created or removed the repository, which
+    /// drops the repository list. True unless the changer says otherwise.
+    repository_list: bool,
+}
+
+impl ChangeGuard<'_> {
+    /// Records that the change neither created nor removed the repository,
+    /// so the cached repository list stays.
+    pub fn keep_repository_list(&mut self) {
+        self.repository_list = false;
+    }
 }
 
 impl Drop for ChangeGuard<'_> {
     fn drop(&mut self) {
         match self.blob_link {
             Some(digest) => self.cache.forget_blob_link(self.repo, digest),
-            None => self.cache.forget(self.repo),
+            None => self.cache.forget(self.repo, self.repository_list),
         }
         self.cache.epoch.fetch_add(1, Ordering::AcqRel);
     }

@@ -76,10 +76,14 @@ impl FsStorage {
         let layout = self.layout.clone();
         let repo_owned = repo.clone();
         let digest = put.digest.clone();
-        let _change = self.cache.change(repo);
-        blocking(move || write_manifest(&layout, &repo_owned, put))
+        let mut change = self.cache.change(repo);
+        let outcome = blocking(move || write_manifest(&layout, &repo_owned, put))
             .await
-            .map_err(|e| StorageError::io(format!("storing manifest {digest}"), e))
+            .map_err(|e| StorageError::io(format!("storing manifest {digest}"), e))?;
+        if !outcome.repository_created {
+            change.keep_repository_list();
+        }
+        Ok(outcome)
     }
 
     /// Checks that every blob and child manifest that a manifest references
@@ -116,14 +120,18 @@ impl FsStorage {
         digest: &Digest,
     ) -> Result<ManifestDeleteOutcome> {
         let _guard = self.repository_lock(repo).lock().await;
-        let _change = self.cache.change(repo);
+        let mut change = self.cache.change(repo);
         let layout = self.layout.clone();
         let repo = repo.clone();
         let target = digest.clone();
-        blocking(move || remove_manifest(&layout, &repo, &target))
+        let outcome = blocking(move || remove_manifest(&layout, &repo, &target))
             .await
             .map_err(|e| StorageError::io(format!("deleting manifest {digest}"), e))?
-            .ok_or_else(|| StorageError::ManifestUnknown(digest.to_string()))
+            .ok_or_else(|| StorageError::ManifestUnknown(digest.to_string()))?;
+        if !outcome.repository_deleted {
+            change.keep_repository_list();
+        }
+        Ok(outcome)
     }
 
     pub(super) async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
@@ -131,7 +139,8 @@ impl FsStorage {
         let digest = self.read_tag(repo, tag).await?;
         let path = self.layout.tag(repo, tag);
         let tags = self.layout.tags(repo);
-        let _change = self.cache.change(repo);
+        let mut change = self.cache.change(repo);
+        change.keep_repository_list();
         blocking(move || {
             files::remove_optional(&path)?;
             files::sync_dir(&tags)

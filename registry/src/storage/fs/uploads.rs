@@ -5,8 +5,9 @@
 //! disk, so a restarted process continues where the last one stopped. The
 //! running hash lives in memory only; after a restart, or when the cached
 //! hash does not cover exactly the bytes on disk, the stored bytes are hashed
-//! again. Each append is synced before it is acknowledged, and a failed
-//! append truncates `data` back to where it started. A process killed in
+//! again. The data is synced when the upload is committed, before the blob
+//! becomes visible, and a failed append truncates `data` back to where it
+//! started. A process killed in
 //! the middle of an append cannot truncate: the session then keeps the
 //! bytes that arrived, and the client resumes from the offset that the
 //! status request reports.
@@ -163,6 +164,7 @@ impl FsStorage {
         blocking(move || {
             let parent = blob.parent().expect("blob paths have a parent");
             fs::create_dir_all(parent)?;
+            File::open(&data)?.sync_data()?;
             fs::rename(&data, &blob)?;
             files::sync_dir(parent)
         })
@@ -367,8 +369,8 @@ fn rehash(path: &std::path::Path, algorithm: Algorithm, len: u64) -> io::Result<
 /// into batches of about `WRITE_BATCH` bytes; for each batch one blocking
 /// task writes and another hashes, in parallel, while the next batch
 /// arrives. Each write also starts the disk's writeback of its range, so
-/// the sync at the end waits only for the last batches. Returns the bytes
-/// written and the hasher; the bytes are synced to disk.
+/// the sync at the commit waits only for the last batches. Returns the
+/// bytes written and the hasher.
 async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Hasher)> {
     let Chunk {
         declared_len,
@@ -438,10 +440,10 @@ async fn write_body(file: File, hasher: Hasher, chunk: Chunk) -> Result<(u64, Ha
         });
     }
 
+    // No sync here: a session's bytes survive a crash of the process in
+    // the page cache, and after a crash of the machine the client starts
+    // the upload again. The commit syncs before the blob becomes visible.
     let (file, hasher) = state.expect("no batch is pending");
-    let file = blocking(move || file.sync_data().map(|()| file))
-        .await
-        .map_err(|e| StorageError::io("syncing upload", e))?;
     drop(file);
     Ok((total, hasher))
 }
