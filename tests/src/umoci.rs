@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::command::UMOCI;
+use crate::layout::OciLayout;
 
 /// umoci, building images in an OCI layout.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,6 +18,16 @@ impl Umoci {
             OsStr::new("--layout"),
             layout.as_os_str(),
         ]);
+    }
+
+    /// Creates a new OCI layout at `dir` with one image under `tag` whose
+    /// single layer contains `files`, and returns the layout.
+    pub fn one_layer_image(self, dir: &Path, tag: &str, files: &[(&str, &[u8])]) -> OciLayout {
+        let layout = OciLayout::new(dir);
+        self.init(layout.dir());
+        self.new_image(layout.dir(), tag);
+        self.add_layer(layout.dir(), tag, files);
+        layout
     }
 
     /// Creates an image with no layers under `tag`.

@@ -24,12 +24,8 @@ fn crane_copy_tag_list_and_delete() {
     let host = registry.host();
 
     // The source image goes in with skopeo, which keeps umoci's digests.
-    let layout = OciLayout::new(work.path().join("layout"));
-    let umoci = Umoci;
-    umoci.init(layout.dir());
-    umoci.new_image(layout.dir(), "v1");
-    umoci.add_layer(
-        layout.dir(),
+    let layout = Umoci.one_layer_image(
+        &work.path().join("layout"),
         "v1",
         &[("etc/e2e/crane.txt", b"copied by crane\n")],
     );

@@ -33,12 +33,11 @@ fn list_extensions(binary: &Path, config: &str) -> String {
 
 /// Builds a one-layer image with umoci and returns its layout.
 fn build_image(dir: &Path) -> OciLayout {
-    let layout = OciLayout::new(dir.join("layout"));
-    let umoci = Umoci;
-    umoci.init(layout.dir());
-    umoci.new_image(layout.dir(), "v1");
-    umoci.add_layer(layout.dir(), "v1", &[("etc/e2e/hello.txt", b"hello\n")]);
-    layout
+    Umoci.one_layer_image(
+        &dir.join("layout"),
+        "v1",
+        &[("etc/e2e/hello.txt", b"hello\n")],
+    )
 }
 
 /// Returns the JSON log lines whose message is `message`.

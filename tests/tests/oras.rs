@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use registry_e2e::api::Api;
-use registry_e2e::layout::{IMAGE_MANIFEST, OciLayout};
+use registry_e2e::layout::IMAGE_MANIFEST;
 use registry_e2e::python::PythonVenv;
 use registry_e2e::skopeo::Skopeo;
 use registry_e2e::umoci::Umoci;
@@ -112,12 +112,8 @@ fn oras_referrers_of_an_image() {
     let host = registry.host();
 
     // The subject: an image built with umoci and pushed with skopeo.
-    let layout = OciLayout::new(work.path().join("layout"));
-    let umoci = Umoci;
-    umoci.init(layout.dir());
-    umoci.new_image(layout.dir(), "v1");
-    umoci.add_layer(
-        layout.dir(),
+    let layout = Umoci.one_layer_image(
+        &work.path().join("layout"),
         "v1",
         &[("etc/e2e/subject.txt", b"the subject image\n")],
     );
