@@ -19,7 +19,7 @@ pub fn parse_target(name: &str, digest: &str) -> Result<(RepoName, Digest), ApiE
     Ok((repo, digest))
 }
 
-/// Serves a blob, whole or the byte range the `Range` header asks for.
+/// Serves a blob, whole or the byte range the `Range` header requests.
 pub async fn get(
     state: &AppState,
     name: &str,

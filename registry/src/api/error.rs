@@ -122,7 +122,7 @@ impl ApiError {
         )
     }
 
-    /// The answer to a request that ran past `http.requesttimeout`.
+    /// Builds the error for a request that ran past `http.requesttimeout`.
     pub fn timed_out(limit: std::time::Duration) -> Self {
         tracing::warn!(
             limit = %humantime::format_duration(limit),
@@ -139,7 +139,7 @@ impl ApiError {
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
-    /// The answer to a DELETE while deletes are turned off. The spec allows
+    /// Builds the error for a DELETE while deletes are turned off. The spec allows
     /// 400 or 405; 405 says that the method, not the request, is the problem.
     pub fn delete_disabled() -> Self {
         Self::new(

@@ -12,7 +12,7 @@ use crate::manifest::OCI_INDEX;
 use crate::reference::RepoName;
 
 /// Most entries one page of the tags list or the catalog returns, whatever
-/// `n` asks for. A longer list continues through the `Link` header.
+/// `n` requests. A longer list continues through the `Link` header.
 pub const MAX_PAGE: usize = 10_000;
 
 /// Entries on a page when the request gives no `n`. The spec allows a

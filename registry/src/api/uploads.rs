@@ -52,7 +52,7 @@ pub async fn start(
                 .emit(&request_context(state, parts), vec![signal]);
             return Ok(blob_created(&repo, &digest));
         }
-        // The spec asks for a new session when the mount cannot be done, so
+        // The spec requires a new session when the mount cannot be done, so
         // that the client uploads the blob instead.
         let status = state.storage.upload_start(&repo, Algorithm::Sha256).await?;
         return Ok(session_response(StatusCode::ACCEPTED, &repo, &status));
@@ -128,7 +128,7 @@ pub async fn put(
     })?;
     let digest = Digest::parse(digest).map_err(ApiError::digest_invalid)?;
 
-    // A body is present unless the client said it has none.
+    // A body is present unless the request declares none.
     let has_body = parts.headers.contains_key(header::CONTENT_RANGE)
         || body::content_length(&parts.headers)? != Some(0);
     let _permit = if has_body {

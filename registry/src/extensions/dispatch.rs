@@ -129,7 +129,7 @@ impl Dispatcher {
         }
     }
 
-    /// A dispatcher with no extensions, for tests of the API alone.
+    /// Builds a dispatcher with no extensions, for tests of the API alone.
     pub fn empty() -> Self {
         Self::start(&[], &Signals::default())
     }

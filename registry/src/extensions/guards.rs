@@ -4,7 +4,7 @@
 //! `signals.guardtimeout`. A guard that panics or times out rejects the
 //! push: a registry that cannot tell whether a push is allowed must not
 //! store it. A guard that timed out keeps running on its thread until it
-//! returns; its answer is ignored.
+//! returns; its result is ignored.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;

@@ -48,7 +48,7 @@ impl LinkedExtension {
     }
 }
 
-/// Why the extensions could not be set up. Each is a mistake in the
+/// The reason the extensions could not be set up. Each is a mistake in the
 /// configuration or in how the binary was built, so startup stops with
 /// exit status 2.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 //!
 //! `Storage` owns blobs, manifests, tags, repositories and upload sessions.
 //! The HTTP layer validates names and digests before calling it and turns its
-//! errors into OCI error responses; a backend never sees raw request text.
+//! errors into OCI error responses, so a backend never receives raw request
+//! text.
 //! Every operation that changes state reports what changed (a repository
 //! created, a tag moved) so that the caller can fire signals exactly once.
 
@@ -39,7 +40,7 @@ impl ByteRange {
         self.end - self.start + 1
     }
 
-    /// Returns false: an inclusive range always holds at least one byte.
+    /// Returns false, because an inclusive range contains at least one byte.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -118,7 +119,7 @@ pub struct TagChange {
     pub previous: Option<Digest>,
 }
 
-/// What storing a manifest changed.
+/// The changes that storing a manifest made.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestPutOutcome {
     /// This was the first manifest of the repository.
@@ -130,7 +131,7 @@ pub struct ManifestPutOutcome {
     pub tags: Vec<TagChange>,
 }
 
-/// What deleting a manifest changed.
+/// The changes that deleting a manifest made.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestDeleteOutcome {
     /// Tags that pointed at the manifest and were removed with it.

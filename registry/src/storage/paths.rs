@@ -102,7 +102,8 @@ impl Layout {
         self.root.join("uploads")
     }
 
-    /// The folder of an upload session. `id` must be a validated UUID.
+    /// Returns the folder of an upload session. `id` must be a validated
+    /// UUID.
     pub fn upload(&self, id: &str) -> PathBuf {
         self.uploads().join(id)
     }

@@ -18,7 +18,7 @@ use crate::storage::StoredManifest;
 
 /// Most manifest bytes kept. When the cache holds more, the next insert
 /// empties it, and it refills from what is read next. Manifests are usually
-/// a few KiB, so this holds thousands.
+/// a few KiB, so this fits thousands.
 const MAX_MANIFEST_BYTES: usize = 64 << 20;
 
 /// Most tags and blob links kept, over all repositories; past it the cache
@@ -224,7 +224,7 @@ pub struct ChangeGuard<'a> {
     /// touch anything in the repository.
     blob_link: Option<&'a Digest>,
     /// Whether the change may have created or removed the repository, which
-    /// drops the repository list. True unless the changer says otherwise.
+    /// drops the repository list. True unless the caller calls `keep_repository_list`.
     repository_list: bool,
 }
 
