@@ -48,7 +48,7 @@ pub use crate::settings::{
 };
 pub use crate::size::{ByteSize, ParseByteSizeError};
 pub use crate::storage::{
-    Delete, FilesystemStorage, Maintenance, Storage, StorageBackend, UploadPurging,
+    BlobCache, Delete, FilesystemStorage, Maintenance, Storage, StorageBackend, UploadPurging,
 };
 
 use crate::env::EnvOrigins;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::settings::null_as_default;
+use crate::size::ByteSize;
 
 /// The `storage` section.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub struct Storage {
 
     /// The `maintenance` section. Default: see [`Maintenance`].
     pub maintenance: Maintenance,
+
+    /// The `cache` section. Default: see [`BlobCache`].
+    pub cache: BlobCache,
 }
 
 /// A storage backend and its settings.
@@ -92,6 +96,35 @@ pub struct Delete {
 impl Default for Delete {
     fn default() -> Self {
         Delete { enabled: true }
+    }
+}
+
+/// The `storage.cache` section: the content of small blobs kept in memory.
+///
+/// Configs and small layers are usually pulled more often than large
+/// layers. A blob never changes under its digest, so a copy in memory needs
+/// no invalidation. Blobs are added when they are read and the least recently
+/// read are dropped first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobCache {
+    /// The memory that cached blob content may take in all. Zero turns the
+    /// cache off. Default: `16MiB`.
+    #[serde(rename = "blobmemory")]
+    pub blob_memory: ByteSize,
+
+    /// The largest blob that is cached. Larger blobs are always read from
+    /// disk. Default: `1MiB`.
+    #[serde(rename = "maxblobsize")]
+    pub max_blob_size: ByteSize,
+}
+
+impl Default for BlobCache {
+    fn default() -> Self {
+        BlobCache {
+            blob_memory: ByteSize::mib(16),
+            max_blob_size: ByteSize::mib(1),
+        }
     }
 }
 
@@ -156,6 +189,9 @@ struct StorageSection {
 
     #[serde(deserialize_with = "null_as_default")]
     maintenance: Maintenance,
+
+    #[serde(deserialize_with = "null_as_default")]
+    cache: BlobCache,
 }
 
 impl TryFrom<StorageSection> for Storage {
@@ -181,6 +217,7 @@ impl TryFrom<StorageSection> for Storage {
             backend: backends.pop().unwrap_or_default(),
             delete: section.delete,
             maintenance: section.maintenance,
+            cache: section.cache,
         })
     }
 }
@@ -192,6 +229,7 @@ impl From<Storage> for StorageSection {
             filesystem: Some(filesystem),
             delete: storage.delete,
             maintenance: storage.maintenance,
+            cache: storage.cache,
         }
     }
 }

@@ -93,6 +93,9 @@ storage:
       enabled: false
       age: 48h
       interval: 1h
+  cache:
+    blobmemory: 0
+    maxblobsize: 64KiB
 limits:
   manifestsize: 1048576
   maxuploads: 8
@@ -114,6 +117,8 @@ limits:
     assert!(!purging.enabled);
     assert_eq!(purging.age, Duration::from_secs(48 * 3600));
     assert_eq!(purging.interval, Duration::from_secs(3600));
+    assert_eq!(settings.storage.cache.blob_memory, ByteSize(0));
+    assert_eq!(settings.storage.cache.max_blob_size, ByteSize::kib(64));
     assert_eq!(settings.limits.manifest_size, ByteSize::mib(1));
     assert_eq!(settings.limits.max_uploads.get(), 8);
 }

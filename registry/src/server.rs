@@ -27,7 +27,7 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
     let settings = &config.settings;
     let StorageBackend::Filesystem(filesystem) = &settings.storage.backend;
     let root = &filesystem.root_directory;
-    let storage = FsStorage::open(root)
+    let storage = FsStorage::open_with(root, &settings.storage.cache)
         .with_context(|| format!("opening storage under {}", root.display()))?;
     let storage: Arc<dyn Storage> = Arc::new(storage);
 

@@ -12,6 +12,7 @@
 
 mod cache;
 mod files;
+mod hot;
 mod manifests;
 mod read;
 mod uploads;
@@ -52,15 +53,31 @@ pub struct FsStorage {
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
     /// The data that pulls read, kept in memory and dropped on every change.
     cache: cache::Cache,
+    /// The content of small blobs that pulls read.
+    hot: hot::HotBlobs,
 }
 
 impl FsStorage {
-    /// Opens storage rooted at `root`, creating the folder if needed.
+    /// Opens storage rooted at `root`, creating the folder if needed, with
+    /// the default `storage.cache` settings.
     ///
     /// # Errors
     ///
     /// When the root or its subfolders cannot be created.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        Self::open_with(root, &registry_config::BlobCache::default())
+    }
+
+    /// Opens storage rooted at `root`, keeping small blobs in memory as
+    /// `cache` says.
+    ///
+    /// # Errors
+    ///
+    /// When the root or its subfolders cannot be created.
+    pub fn open_with(
+        root: impl Into<PathBuf>,
+        cache: &registry_config::BlobCache,
+    ) -> io::Result<Self> {
         let layout = Layout::new(root.into());
         for dir in [
             layout.root().join("blobs"),
@@ -94,6 +111,7 @@ impl FsStorage {
                 .collect(),
             sessions: Mutex::new(HashMap::new()),
             cache: cache::Cache::default(),
+            hot: hot::HotBlobs::new(cache.blob_memory.as_u64(), cache.max_blob_size.as_u64()),
         })
     }
 
@@ -165,11 +183,30 @@ impl Storage for FsStorage {
             Some(range) => (range.start, range.len()),
             None => (0, size),
         };
-        let body = read::stream_file(self.layout.blob(digest), start, len)
-            .await
-            .map_err(|e| StorageError::io(format!("reading blob {digest}"), e))?
-            // Deleted between the size check and the open.
-            .ok_or_else(|| StorageError::BlobUnknown(digest.clone()))?;
+        let unknown = || StorageError::BlobUnknown(digest.clone());
+        let failed = |e| StorageError::io(format!("reading blob {digest}"), e);
+        if !self.hot.admits(size) {
+            let body = read::stream_file(self.layout.blob(digest), start, len)
+                .await
+                .map_err(failed)?
+                // Deleted between the size check and the open.
+                .ok_or_else(unknown)?;
+            return Ok(BlobContent { size, range, body });
+        }
+
+        let content = match self.hot.get(digest) {
+            Some(content) => content,
+            None => {
+                let content = read::read_file(self.layout.blob(digest), size)
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(unknown)?;
+                self.hot.insert(digest.clone(), content.clone());
+                content
+            }
+        };
+        let part = content.slice(start as usize..(start + len) as usize);
+        let body: super::ByteStream = Box::pin(futures_util::stream::once(async move { Ok(part) }));
         Ok(BlobContent { size, range, body })
     }
 

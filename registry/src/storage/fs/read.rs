@@ -71,6 +71,17 @@ pub async fn stream_file(path: PathBuf, start: u64, len: u64) -> io::Result<Opti
     ))))
 }
 
+/// Reads the whole file of `size` bytes in one trip to the blocking pool.
+/// Returns `None` when the file does not exist.
+pub async fn read_file(path: PathBuf, size: u64) -> io::Result<Option<Bytes>> {
+    blocking(move || match File::open(&path) {
+        Ok(mut file) => read_chunk(&mut file, size).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+}
+
 fn spawn_read(mut file: File, remaining: u64) -> ReadTask {
     tokio::task::spawn_blocking(move || {
         let chunk = read_chunk(&mut file, remaining.min(CHUNK))?;
