@@ -238,6 +238,17 @@ pub struct Signals {
         deserialize_with = "crate::duration::deserialize_nonzero"
     )]
     pub guard_timeout: Duration,
+
+    /// The maximum time the durable hand-offs of one change may take inside
+    /// the request. A hand-off that takes longer is logged and counted as
+    /// failed, and the response goes out. Must be greater than zero.
+    /// Default: `5s`.
+    #[serde(
+        rename = "handofftimeout",
+        serialize_with = "crate::duration::serialize",
+        deserialize_with = "crate::duration::deserialize_nonzero"
+    )]
+    pub handoff_timeout: Duration,
 }
 
 const DEFAULT_QUEUE_SIZE: NonZeroU32 = match NonZeroU32::new(1024) {
@@ -251,6 +262,7 @@ impl Default for Signals {
             queue_size: DEFAULT_QUEUE_SIZE,
             drain_timeout: Duration::from_secs(10),
             guard_timeout: Duration::from_secs(5),
+            handoff_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -40,6 +40,12 @@ use std::process::ExitCode;
 // named here.
 #[cfg(feature = "ext-foo")]
 use registry_ext_foo as _;
+#[cfg(feature = "ext-metrics")]
+use registry_ext_metrics as _;
+#[cfg(feature = "ext-notify")]
+use registry_ext_notify as _;
+#[cfg(feature = "ext-search")]
+use registry_ext_search as _;
 
 /// Runs the registry command line: parses arguments, loads the
 /// configuration, and serves or runs the chosen command.

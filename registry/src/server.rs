@@ -14,8 +14,10 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
 use crate::api::{self, ApiSettings, AppState};
-use crate::extensions::{Dispatcher, LinkedExtension};
-use crate::storage::{FsStorage, Storage};
+use registry_signals::telemetry::{Collector, MetricFamily, MetricKind, Telemetry};
+
+use crate::extensions::{Dispatcher, ExtensionRuntime, LinkedExtension};
+use crate::storage::{FsStorage, MeteredStorage, Storage, StorageCounters};
 
 /// Serves until SIGINT or SIGTERM, then lets requests in flight finish for
 /// up to `http.draintimeout`.
@@ -29,6 +31,8 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
     let root = &filesystem.root_directory;
     let storage = FsStorage::open_with(root, &settings.storage.cache)
         .with_context(|| format!("opening storage under {}", root.display()))?;
+    let storage = MeteredStorage::new(storage);
+    let storage_counters = storage.counters();
     let storage: Arc<dyn Storage> = Arc::new(storage);
 
     let api_settings = ApiSettings {
@@ -47,11 +51,18 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         .collect();
     tracing::info!(linked = ?linked_names, enabled = ?enabled_names, "extensions");
     let dispatcher = Arc::new(Dispatcher::start(&linked, &settings.signals));
-    let app = api::router(AppState::new(
+    let state = AppState::new(storage.clone(), api_settings, dispatcher.clone());
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.register(registry_collector(&state, storage_counters));
+    let mut extensions = ExtensionRuntime::start(
+        &linked,
         storage.clone(),
-        api_settings,
-        dispatcher.clone(),
-    ));
+        telemetry,
+        root,
+        dispatcher.instance_id(),
+    )?;
+    let app = api::router_with(state, extensions.take_routers(), extensions.observers())
+        .map_err(anyhow::Error::msg)?;
 
     let listener = TcpListener::bind(settings.http.addr)
         .await
@@ -141,7 +152,30 @@ pub async fn serve(config: Config, linked: Vec<LinkedExtension>) -> anyhow::Resu
         task.abort();
     }
     dispatcher.shutdown().await;
+    extensions.shutdown(settings.signals.drain_timeout).await;
     Ok(())
+}
+
+/// Builds the collector of the registry's own metrics: storage operations,
+/// upload requests in flight, and the delivery of events to extensions.
+fn registry_collector(state: &AppState, storage: Arc<StorageCounters>) -> Arc<dyn Collector> {
+    let permits = state.upload_permits.clone();
+    let max_uploads = state.settings.max_uploads;
+    let dispatcher = state.dispatcher.clone();
+    Arc::new(move || {
+        let in_flight = max_uploads.saturating_sub(permits.available_permits());
+        let mut metrics = storage.metrics();
+        metrics.push(
+            MetricFamily::new(
+                "registry_upload_requests_in_flight",
+                "Upload requests (POST, PATCH and PUT with a body) in progress.",
+                MetricKind::Gauge,
+            )
+            .sample(&[], in_flight as f64),
+        );
+        metrics.extend(dispatcher.metrics());
+        metrics
+    })
 }
 
 /// Removes stale upload sessions every `interval`, starting at startup.

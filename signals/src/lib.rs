@@ -38,14 +38,21 @@
 
 pub mod event;
 pub mod guard;
+pub mod platform;
 pub mod registration;
 pub mod signal;
+pub mod telemetry;
 
 pub use event::{Event, RequestContext};
 pub use guard::{ManifestCandidate, Rejection};
+pub use platform::{
+    BoxFuture, ExtensionContext, RegistryView, RequestRecord, Shutdown, ShutdownTrigger,
+    StoredManifest, ViewError,
+};
 pub use registration::{
-    ExtensionConfig, ExtensionRegistration, ExtensionState, GuardRegistration, NoConfig,
-    ReceiverRegistration, extensions, guards, receivers,
+    ExtensionConfig, ExtensionRegistration, ExtensionState, GuardRegistration, HandoffRegistration,
+    NoConfig, ObserverRegistration, ReceiverRegistration, RoutesRegistration, SetupRegistration,
+    TaskRegistration, extensions, guards, handoffs, observers, receivers, routes, setups, tasks,
 };
 pub use signal::{
     BlobDeleted, BlobMounted, BlobPulled, BlobPushed, ManifestDeleted, ManifestPulled,
@@ -57,3 +64,7 @@ pub use signal::{
 /// depend on `inventory` themselves.
 #[doc(hidden)]
 pub use inventory;
+
+/// Re-exported so that extensions build their routes with the registry's
+/// version of axum.
+pub use axum;

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::event::Event;
 use crate::guard::{ManifestCandidate, Rejection};
+use crate::platform::{BoxFuture, ExtensionContext, RequestRecord, Shutdown};
 use crate::signal::{Payload, SignalKind};
 
 /// The loaded configuration of an extension, shared by its receivers and
@@ -91,9 +92,73 @@ pub struct GuardRegistration {
     pub check: fn(&ManifestCandidate<'_>, &ExtensionState) -> Result<(), Rejection>,
 }
 
+/// A durable hand-off, as registered by [`handoff!`](crate::handoff): it
+/// runs inside the request after the change is stored and before the
+/// response, with a time limit (`signals.handofftimeout`).
+#[derive(Debug)]
+pub struct HandoffRegistration {
+    /// The extension it belongs to.
+    pub extension: &'static str,
+    /// The signal it takes.
+    pub kind: SignalKind,
+    /// The handler's path, for listings and logs.
+    pub name: &'static str,
+    /// The config type the handler takes.
+    pub config_type: fn() -> TypeId,
+    /// Calls the handler with the event's payload and the extension's
+    /// configuration.
+    pub hand_off: fn(&Event, &ExtensionState) -> Result<(), String>,
+}
+
+/// A setup function, as registered by [`setup!`](crate::setup): it runs
+/// once at startup, before routes and tasks, and may stop startup.
+#[derive(Debug)]
+pub struct SetupRegistration {
+    pub extension: &'static str,
+    pub name: &'static str,
+    pub config_type: fn() -> TypeId,
+    pub setup: fn(&ExtensionState, &ExtensionContext) -> Result<(), String>,
+}
+
+/// HTTP routes, as registered by [`routes!`](crate::routes): merged into
+/// the registry's router, beside `/v2/`.
+#[derive(Debug)]
+pub struct RoutesRegistration {
+    pub extension: &'static str,
+    pub name: &'static str,
+    pub config_type: fn() -> TypeId,
+    pub routes: fn(&ExtensionState, &ExtensionContext) -> axum::Router,
+}
+
+/// A background task, as registered by [`task!`](crate::task): started
+/// after setup, stopped through its [`Shutdown`].
+#[derive(Debug)]
+pub struct TaskRegistration {
+    pub extension: &'static str,
+    pub name: &'static str,
+    pub config_type: fn() -> TypeId,
+    pub start: fn(&ExtensionState, ExtensionContext, Shutdown) -> BoxFuture<'static, ()>,
+}
+
+/// A request observer, as registered by [`observer!`](crate::observer):
+/// called inside the registry for every completed request, so it must
+/// only update counters.
+#[derive(Debug)]
+pub struct ObserverRegistration {
+    pub extension: &'static str,
+    pub name: &'static str,
+    pub config_type: fn() -> TypeId,
+    pub observe: fn(&RequestRecord<'_>, &ExtensionState),
+}
+
 inventory::collect!(ExtensionRegistration);
 inventory::collect!(ReceiverRegistration);
 inventory::collect!(GuardRegistration);
+inventory::collect!(HandoffRegistration);
+inventory::collect!(SetupRegistration);
+inventory::collect!(RoutesRegistration);
+inventory::collect!(TaskRegistration);
+inventory::collect!(ObserverRegistration);
 
 /// Returns every extension linked into this binary.
 pub fn extensions() -> impl Iterator<Item = &'static ExtensionRegistration> {
@@ -108,6 +173,31 @@ pub fn receivers() -> impl Iterator<Item = &'static ReceiverRegistration> {
 /// Returns every guard linked into this binary.
 pub fn guards() -> impl Iterator<Item = &'static GuardRegistration> {
     inventory::iter::<GuardRegistration>.into_iter()
+}
+
+/// Returns every hand-off linked into this binary.
+pub fn handoffs() -> impl Iterator<Item = &'static HandoffRegistration> {
+    inventory::iter::<HandoffRegistration>.into_iter()
+}
+
+/// Returns every setup function linked into this binary.
+pub fn setups() -> impl Iterator<Item = &'static SetupRegistration> {
+    inventory::iter::<SetupRegistration>.into_iter()
+}
+
+/// Returns every routes registration linked into this binary.
+pub fn routes() -> impl Iterator<Item = &'static RoutesRegistration> {
+    inventory::iter::<RoutesRegistration>.into_iter()
+}
+
+/// Returns every task linked into this binary.
+pub fn tasks() -> impl Iterator<Item = &'static TaskRegistration> {
+    inventory::iter::<TaskRegistration>.into_iter()
+}
+
+/// Returns every request observer linked into this binary.
+pub fn observers() -> impl Iterator<Item = &'static ObserverRegistration> {
+    inventory::iter::<ObserverRegistration>.into_iter()
 }
 
 /// Helpers that the macros expand to. Not part of the stable API.
@@ -150,6 +240,71 @@ pub mod private {
             (P::from_signal(&event.signal), state.downcast_ref::<C>())
         {
             handler(event, payload, config);
+        }
+    }
+
+    pub const fn handoff_kind<P: Payload, C>(
+        _handler: fn(&Event, &P, &C) -> Result<(), String>,
+    ) -> SignalKind {
+        P::KIND
+    }
+
+    pub const fn handoff_config<P, C: 'static>(
+        _handler: fn(&Event, &P, &C) -> Result<(), String>,
+    ) -> fn() -> TypeId {
+        type_id::<C>
+    }
+
+    pub fn hand_off<P: Payload, C: 'static>(
+        event: &Event,
+        state: &ExtensionState,
+        handler: fn(&Event, &P, &C) -> Result<(), String>,
+    ) -> Result<(), String> {
+        match (P::from_signal(&event.signal), state.downcast_ref::<C>()) {
+            (Some(payload), Some(config)) => handler(event, payload, config),
+            _ => Ok(()),
+        }
+    }
+
+    /// Returns the extension's configuration as an `Arc` of its type.
+    pub fn config<C: Send + Sync + 'static>(state: &ExtensionState) -> Arc<C> {
+        // The registry checks config types at startup.
+        Arc::clone(state)
+            .downcast::<C>()
+            .unwrap_or_else(|_| panic!("extension state is not {}", std::any::type_name::<C>()))
+    }
+
+    pub const fn setup_config<C: 'static>(
+        _handler: fn(&C, &ExtensionContext) -> Result<(), String>,
+    ) -> fn() -> TypeId {
+        type_id::<C>
+    }
+
+    pub const fn routes_config<C: 'static>(
+        _handler: fn(Arc<C>, &ExtensionContext) -> axum::Router,
+    ) -> fn() -> TypeId {
+        type_id::<C>
+    }
+
+    pub const fn task_config<C: 'static, F>(
+        _handler: fn(Arc<C>, ExtensionContext, Shutdown) -> F,
+    ) -> fn() -> TypeId {
+        type_id::<C>
+    }
+
+    pub const fn observer_config<C: 'static>(
+        _handler: fn(&RequestRecord<'_>, &C),
+    ) -> fn() -> TypeId {
+        type_id::<C>
+    }
+
+    pub fn observe<C: 'static>(
+        record: &RequestRecord<'_>,
+        state: &ExtensionState,
+        handler: fn(&RequestRecord<'_>, &C),
+    ) {
+        if let Some(config) = state.downcast_ref::<C>() {
+            handler(record, config);
         }
     }
 
@@ -252,6 +407,170 @@ macro_rules! guard {
                         $crate::registration::private::check(candidate, state, $handler)
                     }
                     check
+                },
+            }
+        }
+    };
+}
+
+/// Registers a durable hand-off of an extension: like a receiver, but
+/// called inside the request after the change is stored and before the
+/// response, on a blocking thread, with a time limit. An error or a timeout
+/// is logged and counted; the client still gets its success, because the
+/// change is already stored. Keep it short: write the event somewhere
+/// durable and return.
+///
+/// ```ignore
+/// fn persist(event: &Event, pushed: &ManifestPushed, config: &Config) -> Result<(), String> {
+///     config.outbox().append(event).map_err(|e| e.to_string())
+/// }
+/// registry_signals::handoff!("notify", persist);
+/// ```
+#[macro_export]
+macro_rules! handoff {
+    ($extension:literal, $handler:path $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::HandoffRegistration {
+                extension: $extension,
+                kind: $crate::registration::private::handoff_kind($handler),
+                name: concat!(module_path!(), "::", stringify!($handler)),
+                config_type: $crate::registration::private::handoff_config($handler),
+                hand_off: {
+                    fn hand_off(
+                        event: &$crate::Event,
+                        state: &$crate::ExtensionState,
+                    ) -> ::std::result::Result<(), ::std::string::String> {
+                        $crate::registration::private::hand_off(event, state, $handler)
+                    }
+                    hand_off
+                },
+            }
+        }
+    };
+}
+
+/// Registers a setup function: called once at startup with the
+/// extension's configuration and context, before its routes and tasks. An
+/// error stops the registry with the message.
+///
+/// ```ignore
+/// fn open_outbox(config: &Config, context: &ExtensionContext) -> Result<(), String> { /* ... */ }
+/// registry_signals::setup!("notify", open_outbox);
+/// ```
+#[macro_export]
+macro_rules! setup {
+    ($extension:literal, $handler:path $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::SetupRegistration {
+                extension: $extension,
+                name: concat!(module_path!(), "::", stringify!($handler)),
+                config_type: $crate::registration::private::setup_config($handler),
+                setup: {
+                    fn setup(
+                        state: &$crate::ExtensionState,
+                        context: &$crate::ExtensionContext,
+                    ) -> ::std::result::Result<(), ::std::string::String> {
+                        let config = $crate::registration::private::config(state);
+                        $handler(&config, context)
+                    }
+                    setup
+                },
+            }
+        }
+    };
+}
+
+/// Registers HTTP routes: a function that builds an `axum::Router` from
+/// the configuration and context. The registry merges it beside `/v2/`,
+/// behind the same request span and `X-Request-Id`; a path that another
+/// router already serves stops startup.
+///
+/// ```ignore
+/// fn search_routes(config: Arc<Config>, context: &ExtensionContext) -> axum::Router {
+///     axum::Router::new().route("/v1/search", axum::routing::get(search)).with_state(config)
+/// }
+/// registry_signals::routes!("search", search_routes);
+/// ```
+#[macro_export]
+macro_rules! routes {
+    ($extension:literal, $handler:path $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::RoutesRegistration {
+                extension: $extension,
+                name: concat!(module_path!(), "::", stringify!($handler)),
+                config_type: $crate::registration::private::routes_config($handler),
+                routes: {
+                    fn routes(
+                        state: &$crate::ExtensionState,
+                        context: &$crate::ExtensionContext,
+                    ) -> $crate::axum::Router {
+                        $handler($crate::registration::private::config(state), context)
+                    }
+                    routes
+                },
+            }
+        }
+    };
+}
+
+/// Registers a background task: an async function that runs from startup
+/// until its [`Shutdown`] fires, and should return soon after. The
+/// registry waits for it up to `signals.draintimeout`.
+///
+/// ```ignore
+/// async fn deliver(config: Arc<Config>, context: ExtensionContext, mut shutdown: Shutdown) {
+///     while shutdown.sleep(Duration::from_secs(1)).await { /* ... */ }
+/// }
+/// registry_signals::task!("notify", deliver);
+/// ```
+#[macro_export]
+macro_rules! task {
+    ($extension:literal, $handler:path $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::TaskRegistration {
+                extension: $extension,
+                name: concat!(module_path!(), "::", stringify!($handler)),
+                config_type: $crate::registration::private::task_config($handler),
+                start: {
+                    fn start(
+                        state: &$crate::ExtensionState,
+                        context: $crate::ExtensionContext,
+                        shutdown: $crate::Shutdown,
+                    ) -> $crate::BoxFuture<'static, ()> {
+                        let config = $crate::registration::private::config(state);
+                        ::std::boxed::Box::pin($handler(config, context, shutdown))
+                    }
+                    start
+                },
+            }
+        }
+    };
+}
+
+/// Registers a request observer: called for every completed request with
+/// its route, status, duration and byte counts, inside the registry, so it
+/// must only update counters.
+///
+/// ```ignore
+/// fn count(record: &RequestRecord<'_>, config: &Config) { /* ... */ }
+/// registry_signals::observer!("metrics", count);
+/// ```
+#[macro_export]
+macro_rules! observer {
+    ($extension:literal, $handler:path $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::ObserverRegistration {
+                extension: $extension,
+                name: concat!(module_path!(), "::", stringify!($handler)),
+                config_type: $crate::registration::private::observer_config($handler),
+                observe: {
+                    fn observe(
+                        record: &$crate::RequestRecord<'_>,
+                        state: &$crate::ExtensionState,
+                    ) {
+                        $crate::registration::private::observe(record, state, $handler)
+                    }
+                    observe
                 },
             }
         }

@@ -77,7 +77,10 @@ pub async fn get(
         });
         state
             .dispatcher
-            .emit(&request_context(state, parts), vec![signal]);
+            .emit(&request_context(state, parts), vec![signal])
+            .await;
+    } else {
+        state.dispatcher.count(SignalKind::BlobPulled);
     }
     Ok(builder
         .body(Body::from_stream(content.body))
@@ -103,7 +106,8 @@ pub async fn delete(
     });
     state
         .dispatcher
-        .emit(&request_context(state, parts), vec![signal]);
+        .emit(&request_context(state, parts), vec![signal])
+        .await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -85,7 +85,10 @@ pub async fn get(
         });
         state
             .dispatcher
-            .emit(&request_context(state, parts), vec![signal]);
+            .emit(&request_context(state, parts), vec![signal])
+            .await;
+    } else {
+        state.dispatcher.count(SignalKind::ManifestPulled);
     }
     let body = Body::from(stored.bytes);
     Ok(builder.body(body).expect("valid response"))
@@ -225,7 +228,8 @@ pub async fn put(
     let signals = push_signals(pushed, &outcome);
     state
         .dispatcher
-        .emit(&request_context(state, parts), signals);
+        .emit(&request_context(state, parts), signals)
+        .await;
     drop(order);
     tracing::debug!(
         %digest,
@@ -331,7 +335,8 @@ pub async fn delete(
     };
     state
         .dispatcher
-        .emit(&request_context(state, parts), signals);
+        .emit(&request_context(state, parts), signals)
+        .await;
     drop(order);
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

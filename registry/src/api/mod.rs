@@ -32,7 +32,7 @@ use tracing::Instrument;
 pub use error::{ApiError, ErrorCode};
 use route::Route;
 
-use crate::extensions::Dispatcher;
+use crate::extensions::{Dispatcher, Observers};
 use crate::reference::RepoName;
 use crate::storage::Storage;
 
@@ -117,16 +117,42 @@ impl AppState {
 
 /// Builds the router of the whole API.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Vec::new(), Observers::default())
+        .expect("the API's own routes do not overlap")
+}
+
+/// Builds the router of the API with the routes of extensions beside it,
+/// and the request observers of extensions.
+///
+/// # Errors
+///
+/// When an extension's routes overlap the API's or another extension's.
+pub fn router_with(
+    state: AppState,
+    extension_routers: Vec<(&'static str, Router)>,
+    observers: Observers,
+) -> Result<Router, String> {
     let access_log = state.settings.access_log;
-    Router::new()
+    let mut app: Router = Router::new()
         .route("/v2", axum::routing::any(base))
         .route("/v2/", axum::routing::any(base))
         .route("/v2/{*path}", axum::routing::any(dispatch))
+        .with_state(state);
+    for (extension, router) in extension_routers {
+        // axum panics when two routers serve one path.
+        let base = app.clone();
+        app = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || base.merge(router)))
+            .map_err(|panic| {
+                let reason = crate::extensions::panic_text(&panic);
+                format!("extension {extension:?} serves a path that is already served: {reason}")
+            })?;
+    }
+    let trace = trace::Trace::new(access_log, observers);
+    Ok(app
         .fallback(not_found)
-        .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {
-            trace::trace_request(access_log, request, next)
-        }))
+            trace.clone().run(request, next)
+        })))
 }
 
 /// Serves `GET /v2/`, which confirms to clients that this is a registry of

@@ -31,6 +31,19 @@ impl Route {
         }
     }
 
+    /// Returns the route's name in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Tags { .. } => "tags",
+            Self::Referrers { .. } => "referrers",
+            Self::Blob { .. } => "blob",
+            Self::UploadStart { .. } => "blob_upload",
+            Self::Upload { .. } => "blob_upload_session",
+            Self::Manifest { .. } => "manifest",
+        }
+    }
+
     /// Returns whether a request streams a blob body of unbounded length:
     /// a blob download or an upload request that carries bytes.
     pub fn streams_body(&self, method: &axum::http::Method) -> bool {

@@ -49,7 +49,8 @@ pub async fn start(
             });
             state
                 .dispatcher
-                .emit(&request_context(state, parts), vec![signal]);
+                .emit(&request_context(state, parts), vec![signal])
+                .await;
             return Ok(blob_created(&repo, &digest));
         }
         // The spec requires a new session when the mount cannot be done, so
@@ -170,7 +171,8 @@ async fn commit(
             });
             state
                 .dispatcher
-                .emit(&request_context(state, parts), vec![signal]);
+                .emit(&request_context(state, parts), vec![signal])
+                .await;
             Ok(blob_created(repo, digest))
         }
         Err(error) => Err(with_session_headers(state, repo, id, error).await),

@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use registry_config::Signals;
+use registry_signals::telemetry::{MetricFamily, MetricKind};
 use registry_signals::{
-    Event, ExtensionState, ManifestCandidate, ReceiverRegistration, Rejection, RequestContext,
-    Signal, SignalKind,
+    Event, ExtensionState, HandoffRegistration, ManifestCandidate, ReceiverRegistration, Rejection,
+    RequestContext, Signal, SignalKind,
 };
 
 use super::LinkedExtension;
@@ -38,6 +39,18 @@ pub struct ExtensionStats {
     pub panics: AtomicU64,
     /// Events in its queue.
     pub queued: AtomicU64,
+    /// Hand-offs that returned an error, panicked or timed out.
+    pub handoff_failures: AtomicU64,
+}
+
+/// One enabled extension's hand-offs.
+struct Handoffs {
+    name: &'static str,
+    /// Signal kinds its hand-offs take, as bits.
+    kinds: u32,
+    registrations: Vec<&'static HandoffRegistration>,
+    state: ExtensionState,
+    stats: Arc<ExtensionStats>,
 }
 
 /// One enabled extension's end of the delivery.
@@ -59,8 +72,15 @@ struct Worker {
 /// runs guards.
 pub struct Dispatcher {
     workers: Vec<Worker>,
-    /// Union of the kinds any worker takes, to skip building unused events.
+    handoffs: Arc<Vec<Handoffs>>,
+    /// Union of the kinds any worker or hand-off takes, to skip building
+    /// unused events.
     subscribed: u32,
+    /// Union of the kinds any hand-off takes.
+    handed_off: u32,
+    handoff_timeout: Duration,
+    /// Events built, by signal kind.
+    emitted: [AtomicU64; SignalKind::ALL.len()],
     guards: Guards,
     drain_timeout: Duration,
     instance_id: String,
@@ -81,18 +101,30 @@ impl Dispatcher {
     pub fn start(linked: &[LinkedExtension], settings: &Signals) -> Self {
         let capacity = settings.queue_size.get() as usize;
         let mut workers = Vec::new();
+        let mut handoffs = Vec::new();
         let mut subscribed = 0;
+        let mut handed_off = 0;
 
         for extension in linked {
             let Some(state) = &extension.state else {
                 continue;
             };
+            let stats = Arc::new(ExtensionStats::default());
+            if !extension.handoffs.is_empty() {
+                handed_off |= extension.handoff_kinds();
+                handoffs.push(Handoffs {
+                    name: extension.name(),
+                    kinds: extension.handoff_kinds(),
+                    registrations: extension.handoffs.clone(),
+                    state: state.clone(),
+                    stats: stats.clone(),
+                });
+            }
             if extension.receivers.is_empty() {
                 continue;
             }
             let (sender, receiver) = sync_channel(capacity);
             let (finished_sender, finished) = tokio::sync::oneshot::channel();
-            let stats = Arc::new(ExtensionStats::default());
 
             let worker_stats = stats.clone();
             let receivers = extension.receivers.clone();
@@ -122,7 +154,11 @@ impl Dispatcher {
 
         Self {
             workers,
-            subscribed,
+            handoffs: Arc::new(handoffs),
+            subscribed: subscribed | handed_off,
+            handed_off,
+            handoff_timeout: settings.handoff_timeout,
+            emitted: Default::default(),
             guards: Guards::new(linked, settings.guard_timeout),
             drain_timeout: settings.drain_timeout,
             instance_id: uuid::Uuid::new_v4().to_string(),
@@ -144,6 +180,12 @@ impl Dispatcher {
         self.subscribed & kind.bit() != 0
     }
 
+    /// Counts a signal that fired without an event, because no extension
+    /// takes its kind.
+    pub fn count(&self, kind: SignalKind) {
+        self.emitted[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Returns whether any guard is registered by an enabled extension.
     pub fn has_guards(&self) -> bool {
         !self.guards.is_empty()
@@ -157,24 +199,143 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Queues events for every extension that receives them, in order.
-    /// Never waits: a full queue drops the event for that extension.
-    pub fn emit(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) {
+    /// Runs the durable hand-offs of the events, then queues the events
+    /// for every extension that receives them, in order. Queuing never
+    /// waits: a full queue drops the event for that extension. The
+    /// hand-offs run on the blocking pool for at most
+    /// `signals.handofftimeout` in all, and a failed one is logged and
+    /// counted, because the change is already stored.
+    pub async fn emit(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) {
+        let mut events = Vec::with_capacity(signals.len());
         for signal in signals {
             let kind = signal.kind();
+            self.emitted[kind as usize].fetch_add(1, Ordering::Relaxed);
             if !self.wants(kind) {
                 continue;
             }
-            let event = Arc::new(Event {
+            events.push(Arc::new(Event {
                 id: uuid::Uuid::new_v4().to_string(),
                 timestamp: SystemTime::now(),
                 context: context.clone(),
                 signal,
-            });
+            }));
+        }
+
+        if events
+            .iter()
+            .any(|e| self.handed_off & e.signal.kind().bit() != 0)
+        {
+            self.hand_off(&events).await;
+        }
+        for event in events {
+            let kind = event.signal.kind();
             for worker in self.workers.iter().filter(|w| w.kinds & kind.bit() != 0) {
                 worker.send(event.clone());
             }
         }
+    }
+
+    async fn hand_off(&self, events: &[Arc<Event>]) {
+        let handoffs = self.handoffs.clone();
+        let batch = events.to_vec();
+        let task = tokio::task::spawn_blocking(move || run_handoffs(&handoffs, &batch));
+        match tokio::time::timeout(self.handoff_timeout, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "hand-off task failed");
+            }
+            Err(_) => {
+                // The task keeps running on its thread; the events it has
+                // not reached yet are still queued for the receivers.
+                for handoffs in self.handoffs.iter() {
+                    handoffs
+                        .stats
+                        .handoff_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::error!(
+                    timeout = %humantime::format_duration(self.handoff_timeout),
+                    events = events.len(),
+                    first_event_id = %events[0].id,
+                    "durable hand-offs timed out (signals.handofftimeout); the response goes out"
+                );
+            }
+        }
+    }
+
+    /// Returns the delivery counters as metrics: events by signal, and
+    /// deliveries, drops, panics, queue depth and failed hand-offs by
+    /// extension.
+    pub fn metrics(&self) -> Vec<MetricFamily> {
+        let mut events = MetricFamily::new(
+            "registry_events_total",
+            "Events fired, by signal.",
+            MetricKind::Counter,
+        );
+        for kind in SignalKind::ALL {
+            let count = self.emitted[kind as usize].load(Ordering::Relaxed);
+            events = events.sample(&[("signal", kind.name())], count as f64);
+        }
+
+        let families = [
+            (
+                "registry_extension_events_delivered_total",
+                "Events handed to the receivers of each extension.",
+                MetricKind::Counter,
+            ),
+            (
+                "registry_extension_events_dropped_total",
+                "Events dropped because the extension's queue was full.",
+                MetricKind::Counter,
+            ),
+            (
+                "registry_extension_receiver_panics_total",
+                "Receiver calls that panicked, by extension.",
+                MetricKind::Counter,
+            ),
+            (
+                "registry_extension_queue_depth",
+                "Events waiting in each extension's queue.",
+                MetricKind::Gauge,
+            ),
+            (
+                "registry_extension_handoff_failures_total",
+                "Durable hand-offs that failed or timed out, by extension.",
+                MetricKind::Counter,
+            ),
+        ];
+        let mut per_extension: Vec<MetricFamily> = families
+            .iter()
+            .map(|(name, help, kind)| MetricFamily::new(*name, *help, *kind))
+            .collect();
+        let mut seen: Vec<(&str, &ExtensionStats)> = Vec::new();
+        for worker in &self.workers {
+            seen.push((worker.name, &worker.stats));
+        }
+        for handoffs in self.handoffs.iter() {
+            if !seen.iter().any(|(name, _)| *name == handoffs.name) {
+                seen.push((handoffs.name, &handoffs.stats));
+            }
+        }
+        for (name, stats) in seen {
+            let values = [
+                stats.delivered.load(Ordering::Relaxed),
+                stats.dropped.load(Ordering::Relaxed),
+                stats.panics.load(Ordering::Relaxed),
+                stats.queued.load(Ordering::Relaxed),
+                stats.handoff_failures.load(Ordering::Relaxed),
+            ];
+            for (family, value) in per_extension.iter_mut().zip(values) {
+                family.samples.push(registry_signals::telemetry::Sample {
+                    labels: vec![("extension".to_owned(), name.to_owned())],
+                    value: value as f64,
+                });
+            }
+        }
+
+        let mut all = vec![events];
+        all.append(&mut per_extension);
+        all
     }
 
     /// Runs every guard on a manifest about to be stored.
@@ -271,6 +432,37 @@ fn run_worker(
             }
         }
         stats.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Calls every hand-off that takes each event, in order, catching panics.
+fn run_handoffs(handoffs: &[Handoffs], events: &[Arc<Event>]) {
+    for event in events {
+        let kind = event.signal.kind();
+        for extension in handoffs.iter().filter(|h| h.kinds & kind.bit() != 0) {
+            for registration in extension.registrations.iter().filter(|r| r.kind == kind) {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    (registration.hand_off)(event, &extension.state)
+                }));
+                let error = match outcome {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(message)) => message,
+                    Err(panic) => format!("panicked: {}", panic_message(&panic)),
+                };
+                extension
+                    .stats
+                    .handoff_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    extension = extension.name,
+                    signal = %kind,
+                    handoff = registration.name,
+                    event_id = %event.id,
+                    %error,
+                    "durable hand-off failed"
+                );
+            }
+        }
     }
 }
 

@@ -15,10 +15,20 @@ use std::fmt::Write as _;
 
 use registry_config::{Config, ConfigError, ExtensionSection};
 use registry_signals::{
-    ExtensionRegistration, ExtensionState, GuardRegistration, ReceiverRegistration, SignalKind,
+    ExtensionRegistration, ExtensionState, GuardRegistration, HandoffRegistration,
+    ObserverRegistration, ReceiverRegistration, RoutesRegistration, SetupRegistration, SignalKind,
+    TaskRegistration,
 };
 
 pub use dispatch::{Dispatcher, ExtensionStats, OwnedCandidate};
+pub use runtime::{ExtensionRuntime, Observers, StartError};
+
+mod runtime;
+
+/// Returns the text of a panic payload, when it has one.
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    dispatch::panic_message(panic).to_owned()
+}
 
 /// An extension linked into this binary and its state under the current
 /// configuration.
@@ -27,6 +37,11 @@ pub struct LinkedExtension {
     pub registration: &'static ExtensionRegistration,
     pub receivers: Vec<&'static ReceiverRegistration>,
     pub guards: Vec<&'static GuardRegistration>,
+    pub handoffs: Vec<&'static HandoffRegistration>,
+    pub setups: Vec<&'static SetupRegistration>,
+    pub routes: Vec<&'static RoutesRegistration>,
+    pub tasks: Vec<&'static TaskRegistration>,
+    pub observers: Vec<&'static ObserverRegistration>,
     /// The loaded configuration; `None` when the extension is turned off.
     pub state: Option<ExtensionState>,
 }
@@ -45,6 +60,11 @@ impl LinkedExtension {
     /// Returns the set of signal kinds its receivers take, as bits.
     pub fn kinds(&self) -> u32 {
         self.receivers.iter().fold(0, |bits, r| bits | r.kind.bit())
+    }
+
+    /// Returns the set of signal kinds its hand-offs take, as bits.
+    pub fn handoff_kinds(&self) -> u32 {
+        self.handoffs.iter().fold(0, |bits, h| bits | h.kind.bit())
     }
 }
 
@@ -128,6 +148,21 @@ pub fn load(config: &Config) -> Result<Vec<LinkedExtension>, ExtensionError> {
             guards: registry_signals::guards()
                 .filter(|g| g.extension == name)
                 .collect(),
+            handoffs: registry_signals::handoffs()
+                .filter(|h| h.extension == name)
+                .collect(),
+            setups: registry_signals::setups()
+                .filter(|s| s.extension == name)
+                .collect(),
+            routes: registry_signals::routes()
+                .filter(|r| r.extension == name)
+                .collect(),
+            tasks: registry_signals::tasks()
+                .filter(|t| t.extension == name)
+                .collect(),
+            observers: registry_signals::observers()
+                .filter(|o| o.extension == name)
+                .collect(),
             state,
         });
     }
@@ -139,7 +174,16 @@ pub fn load(config: &Config) -> Result<Vec<LinkedExtension>, ExtensionError> {
 fn check_handlers(registrations: &[&'static ExtensionRegistration]) -> Result<(), ExtensionError> {
     let handlers = registry_signals::receivers()
         .map(|r| ("receiver", r.name, r.extension, r.config_type))
-        .chain(registry_signals::guards().map(|g| ("guard", g.name, g.extension, g.config_type)));
+        .chain(registry_signals::guards().map(|g| ("guard", g.name, g.extension, g.config_type)))
+        .chain(
+            registry_signals::handoffs().map(|h| ("hand-off", h.name, h.extension, h.config_type)),
+        )
+        .chain(registry_signals::setups().map(|s| ("setup", s.name, s.extension, s.config_type)))
+        .chain(registry_signals::routes().map(|r| ("routes", r.name, r.extension, r.config_type)))
+        .chain(registry_signals::tasks().map(|t| ("task", t.name, t.extension, t.config_type)))
+        .chain(
+            registry_signals::observers().map(|o| ("observer", o.name, o.extension, o.config_type)),
+        );
 
     for (kind, handler, extension, config_type) in handlers {
         let registration = registrations.iter().find(|r| r.name == extension).ok_or(
@@ -190,8 +234,23 @@ pub fn describe(linked: &[LinkedExtension]) -> String {
             kinds.join(", ")
         };
         let _ = writeln!(text, "  receives: {receives}");
+        for handoff in &extension.handoffs {
+            let _ = writeln!(text, "  hand-off: {} ({})", handoff.name, handoff.kind);
+        }
         for guard in &extension.guards {
             let _ = writeln!(text, "  guard: {}", guard.name);
+        }
+        for setup in &extension.setups {
+            let _ = writeln!(text, "  setup: {}", setup.name);
+        }
+        for routes in &extension.routes {
+            let _ = writeln!(text, "  routes: {}", routes.name);
+        }
+        for task in &extension.tasks {
+            let _ = writeln!(text, "  task: {}", task.name);
+        }
+        for observer in &extension.observers {
+            let _ = writeln!(text, "  request observer: {}", observer.name);
         }
     }
     text

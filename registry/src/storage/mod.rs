@@ -8,6 +8,7 @@
 //! created, a tag moved) so that the caller can fire signals exactly once.
 
 mod fs;
+mod metered;
 mod paths;
 
 use std::io;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub use fs::FsStorage;
+pub use metered::{MeteredStorage, StorageCounters};
 
 use crate::manifest::{Descriptor, ParsedManifest};
 use crate::reference::{Algorithm, Digest, RepoName, Tag};

@@ -1,0 +1,1 @@
+//! The metrics extension, not built yet: it links nothing.

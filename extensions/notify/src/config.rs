@@ -1,0 +1,265 @@
+//! The `extensions.notify` section.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use registry_config::ByteSize;
+use registry_signals::ExtensionConfig;
+use serde::Deserialize;
+
+use crate::RuntimeCell;
+use crate::envelope::Record;
+
+/// The `extensions.notify` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The endpoints that receive events. Default: none, and then the
+    /// extension does nothing.
+    pub endpoints: Vec<Endpoint>,
+
+    /// The outbox on disk.
+    pub outbox: OutboxSettings,
+
+    /// The scheme and host of the `url` in each event's target, such as
+    /// `https://registry.example.com`. Default: `http://` and the `Host`
+    /// header of the request.
+    #[serde(rename = "urlbase")]
+    pub url_base: Option<String>,
+
+    #[serde(skip)]
+    pub(crate) runtime: RuntimeCell,
+}
+
+/// The `extensions.notify.outbox` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// The folder of the outbox. Default: `extensions/notify/outbox` under
+    /// the storage root.
+    pub directory: Option<PathBuf>,
+
+    /// The disk space that the outbox may take. Default: `256MiB`.
+    #[serde(rename = "maxsize")]
+    pub max_size: ByteSize,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            max_size: ByteSize::mib(256),
+        }
+    }
+}
+
+/// The body format of an endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The Go registry's envelope, with up to `maxbatch` events per POST.
+    #[default]
+    Docker,
+    /// One CloudEvents 1.0 event per POST, in structured JSON mode.
+    CloudEvents,
+}
+
+/// Events that an endpoint does not receive.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ignore {
+    /// Target media types to leave out.
+    #[serde(rename = "mediatypes")]
+    pub media_types: Vec<String>,
+    /// Actions to leave out: `push`, `pull`, `mount` or `delete`.
+    pub actions: Vec<String>,
+}
+
+/// One webhook endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// A unique name, used in logs, metrics and the outbox's cursor files.
+    pub name: String,
+
+    /// The URL that receives the POSTs, `http` or `https`.
+    pub url: String,
+
+    /// Headers added to every POST. Each name takes a list of values, as in
+    /// the Go registry.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+
+    /// The time one POST may take. Default: `5s`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+
+    /// The first delay before a retry. Default: `1s`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+
+    /// The longest delay between retries. Default: `5m`.
+    #[serde(
+        rename = "maxbackoff",
+        default = "default_max_backoff",
+        with = "humantime_serde"
+    )]
+    pub max_backoff: Duration,
+
+    /// Events per POST in the docker format. Default: `50`.
+    #[serde(rename = "maxbatch", default = "default_max_batch")]
+    pub max_batch: usize,
+
+    /// The key of the `X-Registry-Signature-256` header. Default: none, and
+    /// bodies are not signed.
+    #[serde(default)]
+    pub secret: Option<String>,
+
+    /// The body format. Default: `docker`.
+    #[serde(default)]
+    pub format: Format,
+
+    /// Target media types to leave out, as in the Go registry.
+    #[serde(rename = "ignoredmediatypes", default)]
+    pub ignored_media_types: Vec<String>,
+
+    /// Actions and media types to leave out.
+    #[serde(default)]
+    pub ignore: Ignore,
+
+    /// Turns the endpoint off without removing it. Default: `false`.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_max_batch() -> usize {
+    50
+}
+
+const ACTIONS: [&str; 4] = ["push", "pull", "mount", "delete"];
+
+impl Endpoint {
+    /// Returns whether this endpoint receives `record`.
+    pub(crate) fn wants(&self, record: &Record) -> bool {
+        let action = record.action.as_str();
+        let media_type = record.media_type.as_str();
+        !self.disabled
+            && !self.ignore.actions.iter().any(|a| a == action)
+            && !self.ignore.media_types.iter().any(|m| m == media_type)
+            && !self.ignored_media_types.iter().any(|m| m == media_type)
+    }
+
+    fn validate(&self, index: usize) -> Result<(), String> {
+        let at = format!("endpoints[{index}]");
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Err(format!(
+                "{at}.name: invalid name {:?}; use 1 to 64 letters, digits, '.', '_' or '-'",
+                self.name
+            ));
+        }
+        let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
+        if !scheme_ok || reqwest::Url::parse(&self.url).is_err() {
+            return Err(format!(
+                "{at}.url: invalid URL {:?}; expected an http or https URL",
+                self.url
+            ));
+        }
+        for (name, values) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(format!("{at}.headers: invalid header name {name:?}"));
+            }
+            if values
+                .iter()
+                .any(|v| reqwest::header::HeaderValue::from_str(v).is_err())
+            {
+                return Err(format!("{at}.headers.{name}: invalid header value"));
+            }
+        }
+        if self.timeout.is_zero() || self.backoff.is_zero() {
+            return Err(format!(
+                "{at}: timeout and backoff must be greater than zero"
+            ));
+        }
+        if self.max_backoff < self.backoff {
+            return Err(format!(
+                "{at}.maxbackoff: {} is shorter than backoff {}",
+                humantime::format_duration(self.max_backoff),
+                humantime::format_duration(self.backoff)
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err(format!("{at}.maxbatch: must be greater than zero"));
+        }
+        if let Some(action) = self
+            .ignore
+            .actions
+            .iter()
+            .find(|a| !ACTIONS.contains(&a.as_str()))
+        {
+            return Err(format!(
+                "{at}.ignore.actions: unknown action {action:?}; expected push, pull, mount or delete"
+            ));
+        }
+        if self.secret.as_deref() == Some("") {
+            return Err(format!("{at}.secret: must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl NotifyConfig {
+    /// Returns whether any endpoint receives `record`.
+    pub(crate) fn wanted_by_any(&self, record: &Record) -> bool {
+        self.endpoints.iter().any(|e| e.wants(record))
+    }
+}
+
+impl ExtensionConfig for NotifyConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            endpoint.validate(index)?;
+        }
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            if self.endpoints[..index]
+                .iter()
+                .any(|e| e.name == endpoint.name)
+            {
+                return Err(format!(
+                    "endpoints[{index}].name: {:?} is used by another endpoint",
+                    endpoint.name
+                ));
+            }
+        }
+        if self.outbox.max_size.as_u64() < 1 << 20 {
+            return Err(format!(
+                "outbox.maxsize: {} is too small; the minimum is 1MiB",
+                self.outbox.max_size
+            ));
+        }
+        if let Some(base) = &self.url_base
+            && reqwest::Url::parse(base).is_err()
+        {
+            return Err(format!("urlbase: invalid URL {base:?}"));
+        }
+        Ok(())
+    }
+}

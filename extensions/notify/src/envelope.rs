@@ -1,0 +1,319 @@
+//! Events in the Go registry's notification format, and the bodies sent to
+//! endpoints.
+
+use registry_signals::{Event, Signal};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The media type of the Go registry's envelope.
+pub const ENVELOPE_MEDIA_TYPE: &str = "application/vnd.docker.distribution.events.v2+json";
+
+/// The media type of a structured CloudEvent.
+pub const CLOUDEVENTS_MEDIA_TYPE: &str = "application/cloudevents+json";
+
+/// The media type the Go registry gives blob targets.
+const BLOB_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// One event as the outbox keeps it: the Go registry's event object, with
+/// the fields that endpoint filters read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub action: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub event: Value,
+}
+
+/// Builds the record of an event, or `None` for a signal that has no
+/// notification (repository and tag state signals other than tag deletes).
+pub fn record(event: &Event, url_base: Option<&str>) -> Option<Record> {
+    let context = &event.context;
+    let base = match url_base {
+        Some(base) => base.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", context.host.as_deref().unwrap_or("localhost")),
+    };
+    let manifest_url =
+        |repository: &str, digest: &str| format!("{base}/v2/{repository}/manifests/{digest}");
+    let blob_url =
+        |repository: &str, digest: &str| format!("{base}/v2/{repository}/blobs/{digest}");
+
+    let (action, media_type, mut target) = match &event.signal {
+        Signal::ManifestPushed(p) => (
+            "push",
+            p.media_type.clone(),
+            target(
+                &p.media_type,
+                &p.digest,
+                Some(p.size),
+                &p.repository,
+                &manifest_url(&p.repository, &p.digest),
+                p.tag.as_deref(),
+            ),
+        ),
+        Signal::ManifestPulled(p) => (
+            "pull",
+            p.media_type.clone(),
+            target(
+                &p.media_type,
+                &p.digest,
+                Some(p.size),
+                &p.repository,
+                &manifest_url(&p.repository, &p.digest),
+                p.tag.as_deref(),
+            ),
+        ),
+        Signal::ManifestDeleted(p) => (
+            "delete",
+            String::new(),
+            target(
+                "",
+                &p.digest,
+                None,
+                &p.repository,
+                &manifest_url(&p.repository, &p.digest),
+                None,
+            ),
+        ),
+        Signal::TagDeleted(p) => (
+            "delete",
+            String::new(),
+            target(
+                "",
+                &p.digest,
+                None,
+                &p.repository,
+                &manifest_url(&p.repository, &p.digest),
+                Some(&p.tag),
+            ),
+        ),
+        Signal::BlobPushed(p) => (
+            "push",
+            BLOB_MEDIA_TYPE.to_owned(),
+            target(
+                BLOB_MEDIA_TYPE,
+                &p.digest,
+                Some(p.size),
+                &p.repository,
+                &blob_url(&p.repository, &p.digest),
+                None,
+            ),
+        ),
+        Signal::BlobPulled(p) => (
+            "pull",
+            BLOB_MEDIA_TYPE.to_owned(),
+            target(
+                BLOB_MEDIA_TYPE,
+                &p.digest,
+                Some(p.size),
+                &p.repository,
+                &blob_url(&p.repository, &p.digest),
+                None,
+            ),
+        ),
+        Signal::BlobMounted(p) => (
+            "mount",
+            BLOB_MEDIA_TYPE.to_owned(),
+            target(
+                BLOB_MEDIA_TYPE,
+                &p.digest,
+                Some(p.size),
+                &p.repository,
+                &blob_url(&p.repository, &p.digest),
+                None,
+            ),
+        ),
+        Signal::BlobDeleted(p) => (
+            "delete",
+            BLOB_MEDIA_TYPE.to_owned(),
+            target(
+                BLOB_MEDIA_TYPE,
+                &p.digest,
+                None,
+                &p.repository,
+                &blob_url(&p.repository, &p.digest),
+                None,
+            ),
+        ),
+        _ => return None,
+    };
+    if let Signal::BlobMounted(p) = &event.signal
+        && let Some(from) = &p.source_repository
+    {
+        target["fromRepository"] = json!(from);
+    }
+
+    let timestamp = humantime::format_rfc3339_nanos(event.timestamp).to_string();
+    let mut request = json!({
+        "id": context.request_id,
+        "method": context.method,
+    });
+    if let Some(addr) = context.remote_addr {
+        request["addr"] = json!(addr.to_string());
+    }
+    if let Some(host) = &context.host {
+        request["host"] = json!(host);
+    }
+    if let Some(agent) = &context.user_agent {
+        request["useragent"] = json!(agent);
+    }
+    let mut actor = json!({});
+    if let Some(name) = &context.actor {
+        actor["name"] = json!(name);
+    }
+    let mut source = json!({ "instanceID": context.instance_id });
+    if let Some(host) = &context.host {
+        source["addr"] = json!(host);
+    }
+
+    Some(Record {
+        action: action.to_owned(),
+        media_type,
+        event: json!({
+            "id": event.id,
+            "timestamp": timestamp,
+            "action": action,
+            "target": target,
+            "request": request,
+            "actor": actor,
+            "source": source,
+        }),
+    })
+}
+
+fn target(
+    media_type: &str,
+    digest: &str,
+    size: Option<u64>,
+    repository: &str,
+    url: &str,
+    tag: Option<&str>,
+) -> Value {
+    let mut target = json!({
+        "digest": digest,
+        "repository": repository,
+        "url": url,
+    });
+    if !media_type.is_empty() {
+        target["mediaType"] = json!(media_type);
+    }
+    if let Some(size) = size {
+        // `length` repeats `size`, as in the Go registry.
+        target["size"] = json!(size);
+        target["length"] = json!(size);
+    }
+    if let Some(tag) = tag {
+        target["tag"] = json!(tag);
+    }
+    target
+}
+
+/// Builds the Go registry's envelope of a batch of events.
+pub fn docker_body(records: &[&Record]) -> Vec<u8> {
+    let events: Vec<&Value> = records.iter().map(|r| &r.event).collect();
+    serde_json::to_vec(&json!({ "events": events })).expect("JSON values serialize")
+}
+
+/// Builds a structured CloudEvent of one event. The type is
+/// `dev.registry.<action>`, the subject the repository, and the data the
+/// Go registry's event object.
+pub fn cloudevent_body(record: &Record) -> Vec<u8> {
+    let event = &record.event;
+    let source = event["source"]["instanceID"].as_str().unwrap_or_default();
+    let body = json!({
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": format!("/registry/{source}"),
+        "type": format!("dev.registry.{}", record.action),
+        "subject": event["target"]["repository"],
+        "time": event["timestamp"],
+        "datacontenttype": "application/json",
+        "data": event,
+    });
+    serde_json::to_vec(&body).expect("JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use registry_signals::{BlobMounted, ManifestPushed, RequestContext, TagCreated};
+
+    use super::*;
+
+    fn event(signal: Signal) -> Event {
+        Event {
+            id: "e1".to_owned(),
+            timestamp: SystemTime::UNIX_EPOCH,
+            context: Arc::new(RequestContext {
+                request_id: "r1".to_owned(),
+                method: "PUT".to_owned(),
+                host: Some("127.0.0.1:5000".to_owned()),
+                user_agent: Some("docker/28".to_owned()),
+                remote_addr: Some("127.0.0.1:4000".parse().unwrap()),
+                instance_id: "i1".to_owned(),
+                actor: None,
+            }),
+            signal,
+        }
+    }
+
+    #[test]
+    fn manifest_push_has_go_fields() {
+        let pushed = ManifestPushed {
+            repository: "a/b".to_owned(),
+            digest: "sha256:00".to_owned(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            size: 7,
+            tag: Some("v1".to_owned()),
+            subject: None,
+        };
+        let record = record(&event(Signal::from(pushed)), None).unwrap();
+        let target = &record.event["target"];
+        assert_eq!(record.action, "push");
+        assert_eq!(record.event["id"], "e1");
+        assert_eq!(record.event["timestamp"], "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            target["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(target["size"], 7);
+        assert_eq!(target["length"], 7);
+        assert_eq!(target["tag"], "v1");
+        assert_eq!(
+            target["url"],
+            "http://127.0.0.1:5000/v2/a/b/manifests/sha256:00"
+        );
+        assert_eq!(record.event["request"]["useragent"], "docker/28");
+        assert_eq!(record.event["source"]["instanceID"], "i1");
+    }
+
+    #[test]
+    fn mount_names_source_repository() {
+        let mounted = BlobMounted {
+            repository: "b".to_owned(),
+            digest: "sha256:01".to_owned(),
+            size: 3,
+            source_repository: Some("a".to_owned()),
+        };
+        let record = record(&event(Signal::from(mounted)), Some("https://r.example/")).unwrap();
+        assert_eq!(record.action, "mount");
+        assert_eq!(record.event["target"]["fromRepository"], "a");
+        assert_eq!(
+            record.event["target"]["url"],
+            "https://r.example/v2/b/blobs/sha256:01"
+        );
+    }
+
+    #[test]
+    fn tag_created_has_no_record() {
+        let created = TagCreated {
+            repository: "a".to_owned(),
+            tag: "t".to_owned(),
+            digest: "sha256:02".to_owned(),
+            media_type: String::new(),
+            previous_digest: None,
+        };
+        assert!(record(&event(Signal::from(created)), None).is_none());
+    }
+}

@@ -1,0 +1,644 @@
+//! The outbox: an append-only log of events on disk, in segments, with one
+//! cursor per endpoint.
+//!
+//! Layout of the folder:
+//! - `seg-<first sequence number>.log`: one JSON line per event,
+//!   `{"seq":N,"action":...,"mediaType":...,"event":{...}}`. A new segment
+//!   starts when the current one passes `SEGMENT_BYTES`.
+//! - `cursors/<endpoint>`: the sequence number of the last event the
+//!   endpoint received or skipped.
+//!
+//! One writer thread appends. It takes every append waiting in its queue,
+//! writes them with one write and, when any of them must be durable, one
+//! `fdatasync` (group commit). It also removes segments: those that every
+//! endpoint has passed, and the oldest ones while the outbox is over its
+//! bound. The newest segment always stays, so that sequence numbers
+//! continue after a restart.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Record;
+
+/// The size after which the writer starts a new segment.
+const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// The most appends written together.
+const MAX_GROUP: usize = 1024;
+
+/// One line of a segment.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    seq: u64,
+    #[serde(flatten)]
+    record: Record,
+}
+
+/// The position of one endpoint.
+#[derive(Debug)]
+pub struct Cursor {
+    pub name: String,
+    /// The last sequence number the endpoint received or skipped.
+    pub seq: AtomicU64,
+    /// Events removed by the disk bound before the endpoint received them.
+    pub dropped: AtomicU64,
+}
+
+/// State shared by the writer, the readers and the metrics.
+#[derive(Debug)]
+pub struct Shared {
+    /// The sequence number of the last appended event; 0 before the first.
+    pub last_seq: AtomicU64,
+    pub cursors: Vec<Cursor>,
+    /// Tells readers that events were appended.
+    pub appended: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn cursor(&self, name: &str) -> &Cursor {
+        self.cursors
+            .iter()
+            .find(|c| c.name == name)
+            .expect("every endpoint has a cursor")
+    }
+}
+
+enum Command {
+    Append {
+        line: Vec<u8>,
+        durable: bool,
+        ack: Option<SyncSender<Result<(), String>>>,
+    },
+    /// Removes the segments that every endpoint has passed.
+    Collect,
+}
+
+/// The outbox of one registry process.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    commands: Mutex<Sender<Command>>,
+    shared: Arc<Shared>,
+}
+
+impl Outbox {
+    /// Opens or creates the outbox in `dir` for `endpoints`, and starts its
+    /// writer. An endpoint without a cursor starts at the newest event.
+    pub fn open(dir: &Path, max_size: u64, endpoints: &[String]) -> io::Result<Self> {
+        fs::create_dir_all(dir.join("cursors"))?;
+        let mut segments = list_segments(dir)?;
+        let mut cursors = Vec::new();
+        for name in endpoints {
+            cursors.push((name.clone(), read_cursor(dir, name)?));
+        }
+
+        // The newest segment gives the next sequence number. A crash in the
+        // middle of an append leaves a partial last line, which is cut off.
+        let last_seq = match segments.last() {
+            Some(segment) => repair_tail(&segment.path, segment.first)?,
+            None => cursors.iter().filter_map(|(_, c)| *c).max().unwrap_or(0),
+        };
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, last_seq + 1)?);
+        }
+
+        let cursors: Vec<Cursor> = cursors
+            .into_iter()
+            .map(|(name, seq)| Cursor {
+                name,
+                seq: AtomicU64::new(seq.unwrap_or(last_seq).min(last_seq)),
+                dropped: AtomicU64::new(0),
+            })
+            .collect();
+        for cursor in &cursors {
+            write_cursor(dir, &cursor.name, cursor.seq.load(Ordering::Relaxed))?;
+        }
+
+        let (appended, _) = tokio::sync::watch::channel(last_seq);
+        let shared = Arc::new(Shared {
+            last_seq: AtomicU64::new(last_seq),
+            cursors,
+            appended,
+        });
+        let (sender, receiver) = channel();
+        let current = segments.last().expect("one segment exists");
+        let file = OpenOptions::new().append(true).open(&current.path)?;
+        let writer = Writer {
+            dir: dir.to_owned(),
+            max_size,
+            segments,
+            file,
+            next_seq: last_seq + 1,
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("notify-outbox".to_owned())
+            .spawn(move || writer.run(receiver))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            commands: Mutex::new(sender),
+            shared,
+        })
+    }
+
+    /// Returns the state shared with readers and metrics.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Appends a record. With `durable`, returns once it is on disk;
+    /// otherwise returns at once.
+    pub fn append(&self, record: Record, durable: bool) -> Result<(), String> {
+        // The sequence number is added by the writer, in front.
+        let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let (ack, done) = if durable {
+            let (sender, receiver) = sync_channel(1);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        self.send(Command::Append { line, durable, ack })?;
+        match done {
+            Some(done) => done
+                .recv()
+                .map_err(|_| "the outbox writer stopped".to_owned())?,
+            None => Ok(()),
+        }
+    }
+
+    /// Records that endpoint `name` received or skipped every event up to
+    /// `seq`, and lets the writer remove segments that no endpoint needs.
+    pub fn advance(&self, name: &str, seq: u64) -> io::Result<()> {
+        let cursor = self.shared.cursor(name);
+        if cursor.seq.fetch_max(seq, Ordering::Relaxed) >= seq {
+            return Ok(());
+        }
+        // A lost cursor update only makes the endpoint receive events again,
+        // so the file is renamed into place without a sync.
+        write_cursor(&self.dir, name, seq)?;
+        let _ = self.send(Command::Collect);
+        Ok(())
+    }
+
+    /// Starts a reader for endpoint `name` at its cursor.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            dir: self.dir.clone(),
+            segment: None,
+            offset: 0,
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), String> {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(command)
+            .map_err(|_| "the outbox writer stopped".to_owned())
+    }
+}
+
+/// A segment file.
+#[derive(Debug)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+    size: u64,
+}
+
+impl Segment {
+    fn create(dir: &Path, first: u64) -> io::Result<Segment> {
+        let path = dir.join(segment_name(first));
+        File::create(&path)?;
+        File::open(dir)?.sync_all()?;
+        Ok(Segment {
+            first,
+            path,
+            size: 0,
+        })
+    }
+}
+
+fn segment_name(first: u64) -> String {
+    format!("seg-{first:020}.log")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some(first) = name.to_str().and_then(parse_segment_name) {
+            segments.push(Segment {
+                first,
+                path: entry.path(),
+                size: entry.metadata()?.len(),
+            });
+        }
+    }
+    segments.sort_by_key(|s| s.first);
+    Ok(segments)
+}
+
+/// Cuts a partial last line off a segment and returns the sequence number
+/// of its last complete line, or `first - 1` when it has none.
+fn repair_tail(path: &Path, first: u64) -> io::Result<u64> {
+    let content = fs::read(path)?;
+    let complete = content
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    if complete < content.len() {
+        tracing::warn!(
+            segment = %path.display(),
+            bytes = content.len() - complete,
+            "notify: cutting off a partial event left by a crash"
+        );
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(complete as u64)?;
+        file.sync_all()?;
+    }
+    let last = content[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
+        .map(|l| l.seq)
+        .last();
+    Ok(last.unwrap_or(first - 1))
+}
+
+fn cursor_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("cursors").join(name)
+}
+
+fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<u64>> {
+    match fs::read_to_string(cursor_path(dir, name)) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("invalid cursor of endpoint {name}: {e}"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_cursor(dir: &Path, name: &str, seq: u64) -> io::Result<()> {
+    let path = cursor_path(dir, name);
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, seq.to_string())?;
+    fs::rename(&tmp, &path)
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    max_size: u64,
+    /// Oldest first; the last one is being written.
+    segments: Vec<Segment>,
+    file: File,
+    next_seq: u64,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match commands.try_recv() {
+                    Ok(command) => group.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.handle(group);
+        }
+    }
+
+    fn handle(&mut self, group: Vec<Command>) {
+        let mut buffer = Vec::new();
+        let mut durable = false;
+        let mut acks = Vec::new();
+        let mut collect = false;
+        let first_seq = self.next_seq;
+        for command in group {
+            match command {
+                Command::Append {
+                    line,
+                    durable: sync,
+                    ack,
+                } => {
+                    buffer.extend_from_slice(format!("{{\"seq\":{},", self.next_seq).as_bytes());
+                    // The record's own object opens with `{`, which the
+                    // prefix above already wrote.
+                    buffer.extend_from_slice(&line[1..]);
+                    self.next_seq += 1;
+                    durable |= sync;
+                    acks.extend(ack);
+                }
+                Command::Collect => collect = true,
+            }
+        }
+
+        if !buffer.is_empty() {
+            let result = self.write(&buffer, durable, first_seq);
+            let reply = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            if let Err(error) = &result {
+                tracing::error!(%error, "notify: cannot append to the outbox");
+                self.next_seq = first_seq;
+            } else {
+                let last = self.next_seq - 1;
+                self.shared.last_seq.store(last, Ordering::Relaxed);
+                self.shared.appended.send_replace(last);
+            }
+            for ack in acks {
+                let _ = ack.send(reply.clone());
+            }
+            collect = true;
+        }
+        if collect && let Err(error) = self.collect() {
+            tracing::error!(%error, "notify: cannot remove outbox segments");
+        }
+    }
+
+    /// Writes `buffer`, starting a new segment first when the current one
+    /// is full. On failure, cuts the segment back to its old length.
+    fn write(&mut self, buffer: &[u8], durable: bool, first_seq: u64) -> io::Result<()> {
+        let current = self.segments.last().expect("one segment exists");
+        if current.size >= SEGMENT_BYTES {
+            let segment = Segment::create(&self.dir, first_seq)?;
+            self.file = OpenOptions::new().append(true).open(&segment.path)?;
+            self.segments.push(segment);
+        }
+        let current = self.segments.last_mut().expect("one segment exists");
+        let written = self.file.write_all(buffer).and_then(|()| {
+            if durable {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                current.size += buffer.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.file.set_len(current.size);
+                Err(error)
+            }
+        }
+    }
+
+    /// Removes segments that every endpoint has passed, then the oldest
+    /// segments while the outbox is over its bound.
+    fn collect(&mut self) -> io::Result<()> {
+        let min_cursor = self
+            .shared
+            .cursors
+            .iter()
+            .map(|c| c.seq.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        while self.segments.len() > 1 && self.segments[1].first - 1 <= min_cursor {
+            let segment = self.segments.remove(0);
+            fs::remove_file(&segment.path)?;
+        }
+
+        let mut total: u64 = self.segments.iter().map(|s| s.size).sum();
+        while total > self.max_size && self.segments.len() > 1 {
+            let segment = self.segments.remove(0);
+            let last = self.segments[0].first - 1;
+            fs::remove_file(&segment.path)?;
+            total -= segment.size;
+            for cursor in &self.shared.cursors {
+                let seq = cursor.seq.load(Ordering::Relaxed);
+                if seq >= last {
+                    continue;
+                }
+                let lost = last - seq.max(segment.first - 1);
+                cursor.dropped.fetch_add(lost, Ordering::Relaxed);
+                cursor.seq.fetch_max(last, Ordering::Relaxed);
+                write_cursor(&self.dir, &cursor.name, last)?;
+                tracing::warn!(
+                    endpoint = %cursor.name,
+                    lost,
+                    first_seq = segment.first,
+                    last_seq = last,
+                    max_size = self.max_size,
+                    "notify: outbox is full (outbox.maxsize); removed the oldest undelivered events"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads events in order from the segments.
+#[derive(Debug)]
+pub struct Reader {
+    dir: PathBuf,
+    /// The first sequence number of the segment being read.
+    segment: Option<u64>,
+    /// The byte offset of the first line not yet read in that segment.
+    offset: u64,
+}
+
+impl Reader {
+    /// Returns up to `max` events with sequence numbers after `after`, in
+    /// order. Returns fewer, or none, when no more are on disk yet.
+    pub fn read(&mut self, after: u64, max: usize) -> io::Result<Vec<(u64, Record)>> {
+        let mut events = Vec::new();
+        loop {
+            let segments = list_segments(&self.dir)?;
+            let Some(index) = self.position(&segments, after) else {
+                return Ok(events);
+            };
+            let segment = &segments[index];
+            let mut file = match File::open(&segment.path) {
+                Ok(file) => file,
+                // Removed by the bound since the listing: start over.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            file.seek(SeekFrom::Start(self.offset))?;
+            let mut content = Vec::new();
+            file.take(SEGMENT_BYTES * 2).read_to_end(&mut content)?;
+
+            let mut consumed = 0;
+            for line in content.split_inclusive(|&b| b == b'\n') {
+                if events.len() >= max || !line.ends_with(b"\n") {
+                    break;
+                }
+                consumed += line.len();
+                match serde_json::from_slice::<Line>(line) {
+                    Ok(line) if line.seq > after => events.push((line.seq, line.record)),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(
+                        segment = %segment.path.display(),
+                        offset = self.offset + consumed as u64,
+                        %error,
+                        "notify: skipping an unreadable outbox line"
+                    ),
+                }
+            }
+            self.offset += consumed as u64;
+
+            let at_end = consumed == content.len();
+            if events.len() >= max || !at_end || index + 1 == segments.len() {
+                return Ok(events);
+            }
+            // This segment is done and a newer one exists.
+            self.segment = Some(segments[index + 1].first);
+            self.offset = 0;
+        }
+    }
+
+    /// Picks the segment to read: the current one while it exists,
+    /// otherwise the one that holds `after + 1`, or the oldest one.
+    fn position(&mut self, segments: &[Segment], after: u64) -> Option<usize> {
+        if let Some(first) = self.segment
+            && let Some(index) = segments.iter().position(|s| s.first == first)
+        {
+            return Some(index);
+        }
+        let index = segments
+            .iter()
+            .rposition(|s| s.first <= after + 1)
+            .unwrap_or(0);
+        let segment = segments.get(index)?;
+        self.segment = Some(segment.first);
+        self.offset = 0;
+        Some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(n: u64) -> Record {
+        Record {
+            action: "push".to_owned(),
+            media_type: "m".to_owned(),
+            event: json!({ "id": format!("e{n}") }),
+        }
+    }
+
+    fn ids(events: &[(u64, Record)]) -> Vec<String> {
+        events
+            .iter()
+            .map(|(_, r)| r.event["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn appends_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+        for n in 1..=5 {
+            outbox.append(record(n), true).unwrap();
+        }
+        let mut reader = outbox.reader();
+        let events = reader.read(0, 3).unwrap();
+        assert_eq!(ids(&events), ["e1", "e2", "e3"]);
+        let events = reader.read(3, 10).unwrap();
+        assert_eq!(ids(&events), ["e4", "e5"]);
+        assert!(reader.read(5, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reopen_continues_sequence_and_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a".to_owned()];
+        {
+            let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+            outbox.append(record(1), true).unwrap();
+            outbox.append(record(2), true).unwrap();
+            outbox.advance("a", 1).unwrap();
+        }
+        // A torn write: half a line at the end.
+        let segment = list_segments(dir.path()).unwrap().pop().unwrap();
+        let mut file = OpenOptions::new().append(true).open(&segment.path).unwrap();
+        file.write_all(b"{\"seq\":3,\"act").unwrap();
+
+        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
+        assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
+        outbox.append(record(3), true).unwrap();
+        let events = outbox.reader().read(1, 10).unwrap();
+        assert_eq!(ids(&events), ["e2", "e3"]);
+        assert_eq!(events[1].0, 3);
+    }
+
+    #[test]
+    fn new_endpoint_starts_at_newest_event() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+            outbox.append(record(1), true).unwrap();
+        }
+        let names = ["a".to_owned(), "b".to_owned()];
+        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 0);
+        assert_eq!(outbox.shared().cursor("b").seq.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn bound_drops_oldest_segment_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 6 << 20, &["a".to_owned()]).unwrap();
+        let big = "x".repeat(64 << 10);
+        let mut n = 0;
+        // About 12 MiB of events, three segments' worth, nothing delivered.
+        while n < 190 {
+            n += 1;
+            let mut r = record(n);
+            r.event["pad"] = json!(big);
+            outbox.append(r, false).unwrap();
+        }
+        outbox.append(record(191), true).unwrap();
+        let segments = list_segments(dir.path()).unwrap();
+        let total: u64 = segments.iter().map(|s| s.size).sum();
+        assert!(total <= 6 << 20, "outbox takes {total} bytes");
+        let cursor = outbox.shared().cursor("a");
+        let dropped = cursor.dropped.load(Ordering::Relaxed);
+        assert!(dropped > 0);
+        assert_eq!(cursor.seq.load(Ordering::Relaxed), dropped);
+        let events = outbox.reader().read(dropped, 1).unwrap();
+        assert_eq!(events[0].0, dropped + 1);
+    }
+
+    #[test]
+    fn delivered_segments_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+        let big = "x".repeat(64 << 10);
+        for n in 1..=130 {
+            let mut r = record(n);
+            r.event["pad"] = json!(big);
+            outbox.append(r, n == 130).unwrap();
+        }
+        assert!(list_segments(dir.path()).unwrap().len() >= 2);
+        outbox.advance("a", 130).unwrap();
+        outbox.append(record(131), true).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! The search extension, not built yet: it links nothing.
