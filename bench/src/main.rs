@@ -29,6 +29,7 @@ mod procfs;
 mod report;
 mod seed;
 mod servers;
+mod sink;
 mod stats;
 mod suite;
 mod table;

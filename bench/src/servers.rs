@@ -2,6 +2,7 @@
 //! `distribution` registry, crane's in-memory registry and nginx. Each one
 //! listens on its own 127.0.0.1 port with its own temporary directory.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -26,8 +27,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server program that a [`Launcher`] starts.
 #[derive(Debug, Clone)]
 pub enum Program {
-    /// This registry; `extensions` lists the linked extensions to enable.
-    Registry { extensions: Vec<String> },
+    /// This registry; `extensions` lists the linked extensions to enable,
+    /// and `settings` the YAML of their sections beyond `enabled`, by name.
+    Registry {
+        extensions: Vec<String>,
+        settings: BTreeMap<String, String>,
+    },
     /// `docker-registry serve CONFIG` from Debian's docker-registry.
     Distribution,
     /// `crane registry serve`, in memory.
@@ -62,6 +67,14 @@ pub struct Server {
 }
 
 impl Launcher {
+    /// Adds YAML to the section of extension `name`, when it is enabled.
+    pub fn with_extension_settings(mut self, name: &str, yaml: &str) -> Launcher {
+        if let Program::Registry { settings, .. } = &mut self.program {
+            settings.insert(name.to_owned(), yaml.to_owned());
+        }
+        self
+    }
+
     /// Returns a launcher for this registry with the linked extensions of
     /// `binary` enabled when `enable_extensions` is true.
     ///
@@ -76,7 +89,10 @@ impl Launcher {
         };
         Ok(Launcher {
             binary: binary.to_owned(),
-            program: Program::Registry { extensions },
+            program: Program::Registry {
+                extensions,
+                settings: BTreeMap::new(),
+            },
         })
     }
 
@@ -151,9 +167,12 @@ impl Launcher {
     fn command(&self, dir: &Path, port: u16) -> Result<(Command, String)> {
         let mut command = Command::new(&self.binary);
         let ready_path = match &self.program {
-            Program::Registry { extensions } => {
+            Program::Registry {
+                extensions,
+                settings,
+            } => {
                 let config = dir.join("config.yml");
-                std::fs::write(&config, registry_config(dir, port, extensions))?;
+                std::fs::write(&config, registry_config(dir, port, extensions, settings))?;
                 command.arg("--config").arg(config).arg("serve");
                 "/v2/"
             }
@@ -294,7 +313,12 @@ fn parse_extension_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn registry_config(dir: &Path, port: u16, extensions: &[String]) -> String {
+fn registry_config(
+    dir: &Path,
+    port: u16,
+    extensions: &[String],
+    settings: &BTreeMap<String, String>,
+) -> String {
     let mut config = format!(
         "log:
   level: error
@@ -314,6 +338,11 @@ storage:
         config.push_str("extensions:\n");
         for name in extensions {
             let _ = writeln!(config, "  {name}:\n    enabled: true");
+            if let Some(section) = settings.get(name) {
+                for line in section.lines() {
+                    let _ = writeln!(config, "    {line}");
+                }
+            }
         }
     }
     config

@@ -19,6 +19,7 @@ use crate::loads::{Load, Plan};
 use crate::procfs::{self, Machine};
 use crate::seed::{self, Content, FIXED_REPOS, TAGS_LARGE_REPO, TAGS_SMALL_REPO};
 use crate::servers::{Launcher, Program, Server};
+use crate::sink::WebhookSink;
 use crate::table::{Better, Metric, MetricTable};
 
 /// Names of the compared servers, in table order; the first is the
@@ -414,12 +415,19 @@ impl Run {
     /// Runs the extension loads against a build without extensions and
     /// one with all of them enabled, in interleaved rounds.
     async fn compare_extensions(&mut self, plain: &Path, full: &Path) -> Result<MetricTable> {
+        // notify delivers every event to a receiver in this process, so
+        // its cost includes the outbox and the POSTs.
+        let sink = WebhookSink::start().await?;
+        let notify = format!(
+            "endpoints:\n  - name: bench\n    url: http://{}/events\n",
+            sink.addr
+        );
         let launchers = [
             Launcher::registry(plain, false)?,
-            Launcher::registry(full, true)?,
+            Launcher::registry(full, true)?.with_extension_settings("notify", &notify),
         ];
         let names = match &launchers[1].program {
-            Program::Registry { extensions } => extensions.join(", "),
+            Program::Registry { extensions, .. } => extensions.join(", "),
             _ => String::new(),
         };
         if names.is_empty() {
@@ -460,6 +468,10 @@ impl Run {
                 }
             }
         }
+        self.notes.push(format!(
+            "The notify extension sent {} POSTs to the benchmark's webhook receiver during the extension comparison.",
+            sink.received()
+        ));
         Ok(table)
     }
 }

@@ -1,6 +1,6 @@
-//! What routes, tasks and setup functions of an extension get from the
-//! registry: a read-only view of the stored content, the shared telemetry,
-//! a private data folder, and the shutdown signal.
+//! The registry's side of routes, tasks and setup functions: a read-only
+//! view of the stored content, the shared telemetry, a private data folder,
+//! and the shutdown signal.
 
 use std::fmt;
 use std::future::Future;

@@ -117,12 +117,13 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one HTTP/1.1 request, records it and answers 200.
+/// Reads one HTTP/1.1 request, records it and returns 200.
 fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>) {
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
+
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -142,6 +143,7 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>) {
             headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
         }
     }
+
     let length: usize = headers
         .get("content-length")
         .and_then(|v| v.parse().ok())
@@ -170,7 +172,8 @@ fn start_registry(endpoints: &str) -> Registry {
     })
 }
 
-/// An endpoint in the docker format with a signature and short retries.
+/// Returns an endpoint in the docker format with a signature and short
+/// retries.
 fn docker_endpoint(receiver: &Receiver) -> String {
     format!(
         "      - name: docker\n        url: {}\n        secret: {SECRET}\n        backoff: 50ms\n        maxbackoff: 300ms\n        headers:\n          X-Test: [one]\n",
@@ -337,7 +340,7 @@ fn events_survive_kill_after_acknowledged_pushes() {
 }
 
 #[test]
-fn receiver_down_then_up_gets_every_event_in_order() {
+fn receiver_outage_keeps_every_event_in_order() {
     let mut receiver = Receiver::reserve();
     receiver.start();
     let registry = start_registry(&docker_endpoint(&receiver));

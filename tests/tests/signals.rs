@@ -1,7 +1,8 @@
 //! Signals and guards, with test-only extensions that this file links into
 //! its own test binary (never into the shipped registry): `recorder` keeps
 //! every event, `panicky` panics on each tag, `gatekeeper` rejects pushes of
-//! the tag `forbidden`, `slowpoke` blocks its worker to fill its queue.
+//! the tag `forbidden`, `slowpoke` blocks its worker to fill its queue,
+//! `courier` hands manifest pushes off inside the request.
 //!
 //! The registry runs in process through its router, so the tests can read
 //! the dispatcher's counters. Every test uses repositories of its own, and
@@ -108,6 +109,38 @@ fn dawdle(_event: &Event, _blob: &registry_signals::BlobPushed, config: &Slowpok
     std::thread::sleep(Duration::from_millis(config.delay_ms));
 }
 registry_signals::receiver!("slowpoke", dawdle);
+
+/// Manifest pushes handed off to `courier`, by repository and tag.
+static HANDED_OFF: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CourierConfig {
+    stall_ms: u64,
+}
+impl ExtensionConfig for CourierConfig {}
+
+registry_signals::extension!(name: "courier", config: CourierConfig, enabled_by_default: false);
+
+/// Records the push; fails for the tag `fail`, and stalls for the tag
+/// `stall`.
+fn hand_off_push(
+    _event: &Event,
+    pushed: &registry_signals::ManifestPushed,
+    config: &CourierConfig,
+) -> Result<(), String> {
+    match pushed.tag.as_deref() {
+        Some("fail") => return Err("courier cannot store this event".to_owned()),
+        Some("stall") => std::thread::sleep(Duration::from_millis(config.stall_ms)),
+        _ => {}
+    }
+    HANDED_OFF
+        .lock()
+        .unwrap()
+        .push((pushed.repository.clone(), pushed.tag.clone()));
+    Ok(())
+}
+registry_signals::handoff!("courier", hand_off_push);
 
 // ---- harness ---------------------------------------------------------------
 
@@ -624,6 +657,74 @@ async fn env_default_reaches_extension_config() {
         .map(|(label, _)| label)
         .collect();
     assert_eq!(labels, ["fallback:with:colons"]);
+}
+
+fn handed_off(repo: &str) -> Vec<Option<String>> {
+    HANDED_OFF
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(repository, _)| repository == repo)
+        .map(|(_, tag)| tag.clone())
+        .collect()
+}
+
+/// Returns the failed hand-offs of `extension` from the dispatcher's
+/// metrics.
+fn handoff_failures(harness: &Harness, extension: &str) -> f64 {
+    harness
+        .dispatcher
+        .metrics()
+        .into_iter()
+        .find(|family| family.name == "registry_extension_handoff_failures_total")
+        .and_then(|family| {
+            family
+                .samples
+                .into_iter()
+                .find(|sample| sample.labels[0].1 == extension)
+        })
+        .map_or(0.0, |sample| sample.value)
+}
+
+#[tokio::test]
+async fn handoff_runs_before_the_response() {
+    let harness = Harness::new("extensions:\n  courier:\n    enabled: true\n");
+    let (_, status) = harness.push_image("sig/handoff", "v1", b"{}").await;
+    assert_eq!(status, StatusCode::CREATED);
+    // No waiting: the hand-off finished before the response was built.
+    assert_eq!(handed_off("sig/handoff"), [Some("v1".to_owned())]);
+}
+
+#[tokio::test]
+async fn failed_handoff_keeps_push_and_counts() {
+    let harness = Harness::new(
+        "extensions:\n  courier:\n    enabled: true\n  recorder:\n    enabled: true\n",
+    );
+    let (_, status) = harness.push_image("sig/handoff-fail", "fail", b"{}").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(handed_off("sig/handoff-fail").is_empty());
+    assert_eq!(handoff_failures(&harness, "courier"), 1.0);
+    // Receivers still get the event.
+    harness.settle().await;
+    assert!(recorded_names("sig/handoff-fail").contains(&"manifest_pushed".to_owned()));
+}
+
+#[tokio::test]
+async fn stalled_handoff_times_out_and_counts() {
+    let harness = Harness::new(
+        "signals:\n  handofftimeout: 100ms\nextensions:\n  courier:\n    enabled: true\n    stall_ms: 2000\n",
+    );
+    let started = std::time::Instant::now();
+    let (_, status) = harness
+        .push_image("sig/handoff-stall", "stall", b"{}")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the push waited {:?} for a stalled hand-off",
+        started.elapsed()
+    );
+    assert_eq!(handoff_failures(&harness, "courier"), 1.0);
 }
 
 #[test]

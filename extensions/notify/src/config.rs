@@ -99,7 +99,7 @@ pub struct Endpoint {
     #[serde(default = "default_backoff", with = "humantime_serde")]
     pub backoff: Duration,
 
-    /// The longest delay between retries. Default: `5m`.
+    /// The maximum delay between retries. Default: `5m`.
     #[serde(
         rename = "maxbackoff",
         default = "default_max_backoff",
@@ -176,6 +176,7 @@ impl Endpoint {
                 self.name
             ));
         }
+
         let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
         if !scheme_ok || reqwest::Url::parse(&self.url).is_err() {
             return Err(format!(
@@ -183,6 +184,7 @@ impl Endpoint {
                 self.url
             ));
         }
+
         for (name, values) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!("{at}.headers: invalid header name {name:?}"));
@@ -194,6 +196,7 @@ impl Endpoint {
                 return Err(format!("{at}.headers.{name}: invalid header value"));
             }
         }
+
         if self.timeout.is_zero() || self.backoff.is_zero() {
             return Err(format!(
                 "{at}: timeout and backoff must be greater than zero"
@@ -209,6 +212,7 @@ impl Endpoint {
         if self.max_batch == 0 {
             return Err(format!("{at}.maxbatch: must be greater than zero"));
         }
+
         if let Some(action) = self
             .ignore
             .actions

@@ -118,12 +118,12 @@ impl Delivery {
             // Events this endpoint ignores are skipped, in order, with the
             // ones it receives.
             let last_seq = events.last().map_or(after, |(seq, _)| *seq);
-            let wanted: Vec<&Record> = events
+            let received: Vec<&Record> = events
                 .iter()
                 .map(|(_, record)| record)
                 .filter(|record| endpoint.wants(record))
                 .collect();
-            for batch in wanted.chunks(batch_size) {
+            for batch in received.chunks(batch_size) {
                 if !self.send_until_delivered(state, batch, &mut shutdown).await {
                     return;
                 }

@@ -82,7 +82,7 @@ struct Runtime {
     delivery: Arc<Delivery>,
 }
 
-/// Where the runtime lives: beside the configuration, which every
+/// The slot of the runtime, kept in the configuration, which every
 /// registration of one registry process shares.
 #[derive(Default)]
 pub(crate) struct RuntimeCell(OnceLock<Runtime>);
@@ -190,7 +190,8 @@ registry_signals::handoff!("notify", manifest_deleted);
 registry_signals::handoff!("notify", tag_deleted);
 registry_signals::handoff!("notify", blob_deleted);
 
-/// Logs an event that could not be appended; receivers cannot fail.
+/// Appends a pull event and logs a failure, because receivers return
+/// nothing.
 fn append_pull(config: &NotifyConfig, event: &Event) {
     if let Err(error) = append(config, event, false) {
         tracing::error!(event_id = %event.id, %error, "notify: cannot append a pull event");

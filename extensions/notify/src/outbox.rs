@@ -29,7 +29,7 @@ use crate::envelope::Record;
 /// The size after which the writer starts a new segment.
 const SEGMENT_BYTES: u64 = 4 << 20;
 
-/// The most appends written together.
+/// The maximum number of appends written together.
 const MAX_GROUP: usize = 1024;
 
 /// One line of a segment.
@@ -510,7 +510,7 @@ impl Reader {
     }
 
     /// Picks the segment to read: the current one while it exists,
-    /// otherwise the one that holds `after + 1`, or the oldest one.
+    /// otherwise the one that contains `after + 1`, or the oldest one.
     fn position(&mut self, segments: &[Segment], after: u64) -> Option<usize> {
         if let Some(first) = self.segment
             && let Some(index) = segments.iter().position(|s| s.first == first)

@@ -20,7 +20,7 @@ use super::context::RequestId;
 use super::route;
 use crate::extensions::Observers;
 
-/// What the middleware needs from the configuration.
+/// The middleware's settings: the access log switch and the observers.
 #[derive(Debug, Clone)]
 pub struct Trace {
     access_log: bool,
@@ -142,8 +142,9 @@ impl Finish {
     }
 }
 
-/// Where a counted body's bytes go: a counter shared with the response
-/// (request bodies), or the observers once the body ends (response bodies).
+/// The destination of a counted body's byte count: a counter shared with
+/// the response (request bodies), or the observers once the body ends
+/// (response bodies).
 enum Counter {
     Shared(Arc<AtomicU64>),
     Finish(Finish, u64),
