@@ -754,6 +754,21 @@ fn foo_is_linked_only_with_its_feature() {
     assert_eq!(foo_receivers, cfg!(feature = "ext-foo"));
 }
 
+#[test]
+fn shipped_extensions_are_linked_only_with_their_features() {
+    let linked = |name: &str| registry_signals::extensions().any(|e| e.name == name);
+    assert_eq!(linked("notify"), cfg!(feature = "ext-notify"));
+    assert_eq!(linked("search"), cfg!(feature = "ext-search"));
+    assert_eq!(linked("metrics"), cfg!(feature = "ext-metrics"));
+    // Each brings more than its declaration.
+    let handoffs = registry_signals::handoffs().any(|h| h.extension == "notify");
+    let search_routes = registry_signals::routes().any(|r| r.extension == "search");
+    let observers = registry_signals::observers().any(|o| o.extension == "metrics");
+    assert_eq!(handoffs, cfg!(feature = "ext-notify"));
+    assert_eq!(search_routes, cfg!(feature = "ext-search"));
+    assert_eq!(observers, cfg!(feature = "ext-metrics"));
+}
+
 #[tokio::test]
 async fn abandoned_push_completes_and_fires() {
     let harness = Harness::new(RECORDER_ONLY);
