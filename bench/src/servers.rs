@@ -438,10 +438,23 @@ mod tests {
 
     #[test]
     fn registry_config_enables_extensions() {
-        let config = registry_config(Path::new("/tmp/x"), 5001, &["foo".to_owned()]);
+        let none = BTreeMap::new();
+        let config = registry_config(Path::new("/tmp/x"), 5001, &["foo".to_owned()], &none);
         assert!(config.contains("addr: 127.0.0.1:5001\n"));
         assert!(config.contains("rootdirectory: /tmp/x/data\n"));
         assert!(config.contains("extensions:\n  foo:\n    enabled: true\n"));
-        assert!(!registry_config(Path::new("/tmp/x"), 1, &[]).contains("extensions"));
+        assert!(!registry_config(Path::new("/tmp/x"), 1, &[], &none).contains("extensions"));
+    }
+
+    #[test]
+    fn registry_config_indents_extension_settings() {
+        let settings = BTreeMap::from([(
+            "notify".to_owned(),
+            "endpoints:\n  - name: bench\n".to_owned(),
+        )]);
+        let config = registry_config(Path::new("/tmp/x"), 1, &["notify".to_owned()], &settings);
+        assert!(
+            config.contains("  notify:\n    enabled: true\n    endpoints:\n      - name: bench\n")
+        );
     }
 }

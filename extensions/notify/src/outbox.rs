@@ -277,7 +277,7 @@ fn repair_tail(path: &Path, first: u64) -> io::Result<u64> {
         .filter(|l| !l.is_empty())
         .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
         .map(|l| l.seq)
-        .last();
+        .next_back();
     Ok(last.unwrap_or(first - 1))
 }
 
