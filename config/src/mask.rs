@@ -7,13 +7,17 @@ use serde_yaml::Value;
 pub(crate) const MASK: &str = "********";
 
 /// Parts of a key name, lowercased, that mark its value as a secret.
-const SECRET_KEY_PARTS: [&str; 6] = [
+const SECRET_KEY_PARTS: [&str; 10] = [
     "secret",
     "password",
     "token",
     "accesskey",
     "secretkey",
     "credential",
+    "authorization",
+    "apikey",
+    "api-key",
+    "api_key",
 ];
 
 /// Returns whether a key's value may be a secret, judged by its name alone.
@@ -38,8 +42,26 @@ pub(crate) fn mask_secrets(value: &mut Value) {
         }
         Value::Sequence(items) => items.iter_mut().for_each(mask_secrets),
         Value::Tagged(tagged) => mask_secrets(&mut tagged.value),
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        Value::String(text) => {
+            if let Some(masked) = mask_url_password(text) {
+                *text = masked;
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
+}
+
+/// Returns `text` with the password of a URL (`scheme://user:password@host`)
+/// replaced by [`MASK`], or `None` when it has none.
+fn mask_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, host) = rest[..authority_end].rsplit_once('@')?;
+    let (user, _password) = userinfo.split_once(':')?;
+    Some(format!(
+        "{scheme}://{user}:{MASK}@{host}{}",
+        &rest[authority_end..]
+    ))
 }
 
 /// Removes a secret scalar from an error message by replacing the forms in
@@ -59,6 +81,17 @@ pub(crate) fn mask_in_message(message: &str, secret: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_password_is_masked() {
+        assert_eq!(
+            mask_url_password("http://user:pw@127.0.0.1:1/x?a=b").as_deref(),
+            Some("http://user:********@127.0.0.1:1/x?a=b")
+        );
+        assert_eq!(mask_url_password("http://127.0.0.1/a@b"), None);
+        assert_eq!(mask_url_password("http://user@host/"), None);
+        assert_eq!(mask_url_password("not a url"), None);
+    }
 
     #[test]
     fn secret_key_names_are_recognized() {

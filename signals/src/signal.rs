@@ -181,6 +181,9 @@ pub struct ManifestPushed {
     pub size: u64,
     /// The tag of a push by tag; `None` for a push by digest.
     pub tag: Option<String>,
+    /// Every tag the push named: the tag of a push by tag, or the `tag`
+    /// parameters of a push by digest. Empty for a push by digest alone.
+    pub tags: Vec<String>,
     /// The digest in the manifest's `subject` field.
     pub subject: Option<String>,
 }

@@ -21,6 +21,7 @@ const SECRET: &str = "webhook-secret";
 /// One POST that the receiver accepted.
 #[derive(Debug, Clone)]
 struct Delivery {
+    path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
@@ -152,9 +153,25 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    received.lock().unwrap().push(Delivery { headers, body });
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    // A path under /moved/ gets a redirect, which the registry must not
+    // follow.
+    let reply: &[u8] = if path.starts_with("/moved/") {
+        b"HTTP/1.1 301 Moved Permanently\r\nlocation: /events\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    } else {
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    };
+    received.lock().unwrap().push(Delivery {
+        path,
+        headers,
+        body,
+    });
     let mut stream = reader.into_inner();
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = stream.write_all(reply);
 }
 
 fn notify_binary() -> PathBuf {
@@ -365,9 +382,68 @@ fn receiver_outage_keeps_every_event_in_order() {
     let pushes = manifest_pushes(&events);
     for repository in ["order/a", "order/b"] {
         let arrived: Vec<_> = pushes.iter().filter(|(r, _)| r == repository).collect();
-        let wanted: Vec<_> = expected.iter().filter(|(r, _)| r == repository).collect();
-        assert_eq!(arrived, wanted, "order in {repository}");
+        let pushed: Vec<_> = expected.iter().filter(|(r, _)| r == repository).collect();
+        assert_eq!(arrived, pushed, "order in {repository}");
     }
     let log = registry.log();
     assert!(log.contains("delivery failed; retrying"), "no retry logged");
+}
+
+#[test]
+fn push_by_digest_and_redirect_are_handled() {
+    let mut receiver = Receiver::reserve();
+    receiver.start();
+    let mut moved = Receiver::reserve();
+    moved.start();
+    let endpoints = docker_endpoint(&receiver)
+        + &format!(
+            "      - name: moved\n        url: http://{}/moved/here\n        backoff: 50ms\n        maxbackoff: 100ms\n",
+            moved.address
+        );
+    let registry = start_registry(&endpoints);
+
+    // A push by digest with two tag parameters gives one push event per tag.
+    let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}";
+    let config_digest = push_blob(&registry, "hooks/digest", config);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [],
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = sha256_digest(&bytes);
+    let url = registry.url(&format!(
+        "/v2/hooks/digest/manifests/{digest}?tag=a1&tag=b1"
+    ));
+    let response = client()
+        .put(url)
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(bytes)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let events = receiver.wait_for(3);
+    assert_eq!(
+        manifest_pushes(&events),
+        [
+            ("hooks/digest".to_owned(), "a1".to_owned()),
+            ("hooks/digest".to_owned(), "b1".to_owned())
+        ]
+    );
+
+    // The redirecting endpoint is retried, never followed to /events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while moved.deliveries().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attempts = moved.deliveries();
+    assert!(attempts.len() >= 3, "{} attempts", attempts.len());
+    assert!(attempts.iter().all(|d| d.path == "/moved/here"));
+    assert!(registry.log().contains("returned 301"), "no failure logged");
 }

@@ -151,6 +151,20 @@ fn default_max_batch() -> usize {
 
 const ACTIONS: [&str; 4] = ["push", "pull", "mount", "delete"];
 
+/// The largest `maxbatch`: a batch is one POST body held in memory.
+const MAX_BATCH: usize = 1000;
+
+/// Headers that the delivery sets itself, so a configured value would
+/// corrupt the body or forge the signature.
+const RESERVED_HEADERS: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "content-type",
+    "connection",
+    "x-registry-signature-256",
+];
+
 impl Endpoint {
     /// Returns whether this endpoint receives `record`.
     pub(crate) fn wants(&self, record: &Record) -> bool {
@@ -165,6 +179,7 @@ impl Endpoint {
     fn validate(&self, index: usize) -> Result<(), String> {
         let at = format!("endpoints[{index}]");
         let name_ok = !self.name.is_empty()
+            && !self.name.starts_with('.')
             && self.name.len() <= 64
             && self
                 .name
@@ -172,7 +187,8 @@ impl Endpoint {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !name_ok {
             return Err(format!(
-                "{at}.name: invalid name {:?}; use 1 to 64 letters, digits, '.', '_' or '-'",
+                "{at}.name: invalid name {:?}; use 1 to 64 letters, digits, '.', '_' or '-', \
+                 not starting with '.'",
                 self.name
             ));
         }
@@ -188,6 +204,11 @@ impl Endpoint {
         for (name, values) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!("{at}.headers: invalid header name {name:?}"));
+            }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "{at}.headers.{name}: the delivery sets this header itself; remove it"
+                ));
             }
             if values
                 .iter()
@@ -209,8 +230,11 @@ impl Endpoint {
                 humantime::format_duration(self.backoff)
             ));
         }
-        if self.max_batch == 0 {
-            return Err(format!("{at}.maxbatch: must be greater than zero"));
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH {
+            return Err(format!(
+                "{at}.maxbatch: {} is out of range; use 1 to {MAX_BATCH}",
+                self.max_batch
+            ));
         }
 
         if let Some(action) = self
@@ -259,11 +283,73 @@ impl ExtensionConfig for NotifyConfig {
                 self.outbox.max_size
             ));
         }
-        if let Some(base) = &self.url_base
-            && reqwest::Url::parse(base).is_err()
+        if let Some(base) = &self.url_base {
+            let http = base.starts_with("http://") || base.starts_with("https://");
+            if !http || reqwest::Url::parse(base).is_err() {
+                return Err(format!(
+                    "urlbase: invalid URL {base:?}; expected an http or https URL"
+                ));
+            }
+        }
+        if self
+            .outbox
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
         {
-            return Err(format!("urlbase: invalid URL {base:?}"));
+            return Err("outbox.directory: must not be empty".to_owned());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(extra: &str) -> Result<(), String> {
+        let yaml = format!("endpoints:\n  - name: e\n    url: http://127.0.0.1:1/\n{extra}");
+        let config: NotifyConfig = serde_yaml::from_str(&yaml).map_err(|e| e.to_string())?;
+        config.validate()
+    }
+
+    #[test]
+    fn reserved_headers_are_rejected() {
+        for header in [
+            "Content-Length",
+            "transfer-encoding",
+            "Host",
+            "X-Registry-Signature-256",
+        ] {
+            let error = endpoint(&format!("    headers:\n      {header}: [x]\n")).unwrap_err();
+            assert!(
+                error.contains("sets this header itself"),
+                "{header}: {error}"
+            );
+        }
+        assert!(endpoint("    headers:\n      X-Custom: [x]\n").is_ok());
+    }
+
+    #[test]
+    fn maxbatch_is_bounded() {
+        assert!(endpoint("    maxbatch: 1000\n").is_ok());
+        let error = endpoint("    maxbatch: 1001\n").unwrap_err();
+        assert!(error.contains("use 1 to 1000"), "{error}");
+    }
+
+    #[test]
+    fn dot_names_are_rejected() {
+        for name in [".", "..", ".hidden"] {
+            let yaml = format!("endpoints:\n  - name: '{name}'\n    url: http://127.0.0.1:1/\n");
+            let config: NotifyConfig = serde_yaml::from_str(&yaml).unwrap();
+            assert!(config.validate().is_err(), "{name} was accepted");
+        }
+    }
+
+    #[test]
+    fn urlbase_must_be_http() {
+        let config: NotifyConfig =
+            serde_yaml::from_str("urlbase: 'javascript:alert(1)'\n").unwrap();
+        assert!(config.validate().unwrap_err().contains("urlbase"));
     }
 }

@@ -46,8 +46,11 @@ impl Delivery {
         // The ring provider serves HTTPS endpoints; installing it twice (a
         // second registry in one process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // A redirect is a failed attempt: following one would resend the
+        // body and headers elsewhere, or turn the POST into a GET.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("registry-notify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -55,6 +58,7 @@ impl Delivery {
             endpoints: config
                 .endpoints
                 .iter()
+                .filter(|endpoint| !endpoint.disabled)
                 .map(|endpoint| {
                     Arc::new(EndpointState {
                         endpoint: endpoint.clone(),
@@ -71,9 +75,6 @@ impl Delivery {
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
         let mut loops = tokio::task::JoinSet::new();
         for state in &self.endpoints {
-            if state.endpoint.disabled {
-                continue;
-            }
             let delivery = self.clone();
             let state = state.clone();
             let shutdown = shutdown.clone();
@@ -206,18 +207,43 @@ impl Delivery {
         if let Some(secret) = &endpoint.secret {
             request = request.header(SIGNATURE_HEADER, signature(secret, body));
         }
+        let url = redacted(&endpoint.url);
         let response = request
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| format!("POST {} failed: {e}", endpoint.url))?;
+            .map_err(|e| format!("POST {url} failed: {}", error_chain(&e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("POST {} returned {status}", endpoint.url))
+            Err(format!("POST {url} returned {status}"))
         }
     }
+}
+
+/// Returns `url` with its password, if any, replaced, for logs.
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Returns an error's message followed by those of its sources, so that a
+/// timeout or a refused connection is named.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Reads from the outbox on the blocking pool.

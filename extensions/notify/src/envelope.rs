@@ -24,9 +24,35 @@ pub struct Record {
     pub event: Value,
 }
 
+/// Builds the records of an event: none for a signal that has no
+/// notification (repository and tag state signals other than tag deletes),
+/// one per tag for a push by digest with `tag` parameters, and one
+/// otherwise. The second and later records of one event get the event's id
+/// with `-1`, `-2`, ... appended.
+pub fn records(event: &Event, url_base: Option<&str>) -> Vec<Record> {
+    let Some(record) = record(event, url_base) else {
+        return Vec::new();
+    };
+    let tags = match &event.signal {
+        Signal::ManifestPushed(p) if p.tag.is_none() && !p.tags.is_empty() => &p.tags,
+        _ => return vec![record],
+    };
+    tags.iter()
+        .enumerate()
+        .map(|(index, tag)| {
+            let mut tagged = record.clone();
+            tagged.event["target"]["tag"] = json!(tag);
+            if index > 0 {
+                tagged.event["id"] = json!(format!("{}-{index}", event.id));
+            }
+            tagged
+        })
+        .collect()
+}
+
 /// Builds the record of an event, or `None` for a signal that has no
-/// notification (repository and tag state signals other than tag deletes).
-pub fn record(event: &Event, url_base: Option<&str>) -> Option<Record> {
+/// notification.
+fn record(event: &Event, url_base: Option<&str>) -> Option<Record> {
     let context = &event.context;
     let base = match url_base {
         Some(base) => base.trim_end_matches('/').to_owned(),
@@ -266,6 +292,7 @@ mod tests {
             media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
             size: 7,
             tag: Some("v1".to_owned()),
+            tags: vec!["v1".to_owned()],
             subject: None,
         };
         let record = record(&event(Signal::from(pushed)), None).unwrap();
@@ -315,5 +342,24 @@ mod tests {
             previous_digest: None,
         };
         assert!(record(&event(Signal::from(created)), None).is_none());
+    }
+
+    #[test]
+    fn push_by_digest_gives_one_record_per_tag() {
+        let pushed = ManifestPushed {
+            repository: "a".to_owned(),
+            digest: "sha256:03".to_owned(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            size: 7,
+            tag: None,
+            tags: vec!["x".to_owned(), "y".to_owned()],
+            subject: None,
+        };
+        let records = records(&event(Signal::from(pushed)), None);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].event["target"]["tag"], "x");
+        assert_eq!(records[1].event["target"]["tag"], "y");
+        assert_eq!(records[0].event["id"], "e1");
+        assert_eq!(records[1].event["id"], "e1-1");
     }
 }

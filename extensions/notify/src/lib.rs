@@ -37,7 +37,8 @@
 //!   disk). A registry killed after a push was acknowledged still sends its
 //!   events when it starts again. Pull events are appended without waiting
 //!   for the disk, because a pull changes nothing, so a crash may lose the
-//!   last of them.
+//!   last of them. A hand-off that fails (a full disk) or times out is
+//!   logged and counted, and the events of that change are lost.
 //! - Each endpoint has a cursor, the sequence number of the last event it
 //!   received, so it gets every event in order, each event's `id` stays the
 //!   same on every attempt, and receivers can drop duplicates by id.
@@ -108,7 +109,13 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
         .directory
         .clone()
         .unwrap_or_else(|| context.data_dir().join("outbox"));
-    let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
+    // A disabled endpoint keeps its cursor file but holds nothing back.
+    let names: Vec<String> = config
+        .endpoints
+        .iter()
+        .filter(|e| !e.disabled)
+        .map(|e| e.name.clone())
+        .collect();
     let outbox = Outbox::open(&directory, config.outbox.max_size.as_u64(), &names)
         .map_err(|e| format!("cannot open the outbox in {}: {e}", directory.display()))?;
     let outbox = Arc::new(outbox);
@@ -146,13 +153,14 @@ fn append(config: &NotifyConfig, event: &Event, durable: bool) -> Result<(), Str
     let Some(runtime) = config.runtime.0.get() else {
         return Ok(());
     };
-    let Some(record) = envelope::record(event, config.url_base.as_deref()) else {
-        return Ok(());
-    };
-    if !config.wanted_by_any(&record) {
+    let records: Vec<_> = envelope::records(event, config.url_base.as_deref())
+        .into_iter()
+        .filter(|record| config.wanted_by_any(record))
+        .collect();
+    if records.is_empty() {
         return Ok(());
     }
-    runtime.outbox.append(record, durable)
+    runtime.outbox.append(records, durable)
 }
 
 fn manifest_pushed(event: &Event, _: &ManifestPushed, config: &NotifyConfig) -> Result<(), String> {

@@ -4,9 +4,11 @@
 //! Layout of the folder:
 //! - `seg-<first sequence number>.log`: one JSON line per event,
 //!   `{"seq":N,"action":...,"mediaType":...,"event":{...}}`. A new segment
-//!   starts when the current one passes `SEGMENT_BYTES`.
+//!   starts when the current one passes a quarter of the bound, at most
+//!   `MAX_SEGMENT_BYTES`.
 //! - `cursors/<endpoint>`: the sequence number of the last event the
-//!   endpoint received or skipped.
+//!   endpoint received or skipped, replaced through `cursors.tmp/`.
+//! - `lock`: locked by the process that owns the outbox.
 //!
 //! One writer thread appends. It takes every append waiting in its queue,
 //! writes them with one write and, when any of them must be durable, one
@@ -26,8 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Record;
 
-/// The size after which the writer starts a new segment.
-const SEGMENT_BYTES: u64 = 4 << 20;
+/// The largest size after which the writer starts a new segment.
+const MAX_SEGMENT_BYTES: u64 = 4 << 20;
+
+/// The bytes a reader takes from a segment at once.
+const READ_BYTES: usize = 256 << 10;
 
 /// The maximum number of appends written together.
 const MAX_GROUP: usize = 1024;
@@ -71,7 +76,7 @@ impl Shared {
 
 enum Command {
     Append {
-        line: Vec<u8>,
+        lines: Vec<Vec<u8>>,
         durable: bool,
         ack: Option<SyncSender<Result<(), String>>>,
     },
@@ -85,6 +90,9 @@ pub struct Outbox {
     dir: PathBuf,
     commands: Mutex<Sender<Command>>,
     shared: Arc<Shared>,
+    /// Held for the life of the outbox, so a second process on the same
+    /// folder fails at startup instead of mixing sequence numbers.
+    _lock: nix::fcntl::Flock<File>,
 }
 
 impl Outbox {
@@ -92,6 +100,19 @@ impl Outbox {
     /// writer. An endpoint without a cursor starts at the newest event.
     pub fn open(dir: &Path, max_size: u64, endpoints: &[String]) -> io::Result<Self> {
         fs::create_dir_all(dir.join("cursors"))?;
+        fs::create_dir_all(dir.join("cursors.tmp"))?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| {
+                io::Error::other(format!(
+                    "the outbox is locked by another process ({errno}); \
+                     run one registry per storage root, or give each its own outbox.directory"
+                ))
+            })?;
         let mut segments = list_segments(dir)?;
         let mut cursors = Vec::new();
         for name in endpoints {
@@ -108,12 +129,23 @@ impl Outbox {
             segments.push(Segment::create(dir, last_seq + 1)?);
         }
 
+        let oldest = segments.first().map_or(last_seq + 1, |s| s.first);
         let cursors: Vec<Cursor> = cursors
             .into_iter()
-            .map(|(name, seq)| Cursor {
-                name,
-                seq: AtomicU64::new(seq.unwrap_or(last_seq).min(last_seq)),
-                dropped: AtomicU64::new(0),
+            .map(|(name, seq)| {
+                if seq.is_none() && oldest <= last_seq {
+                    tracing::warn!(
+                        endpoint = %name,
+                        skipped = last_seq + 1 - oldest,
+                        "notify: endpoint has no cursor; it starts after the newest event \
+                         and does not receive the events already in the outbox"
+                    );
+                }
+                Cursor {
+                    name,
+                    seq: AtomicU64::new(seq.unwrap_or(last_seq).min(last_seq)),
+                    dropped: AtomicU64::new(0),
+                }
             })
             .collect();
         for cursor in &cursors {
@@ -132,6 +164,7 @@ impl Outbox {
         let writer = Writer {
             dir: dir.to_owned(),
             max_size,
+            segment_bytes: (max_size / 4).clamp(64 << 10, MAX_SEGMENT_BYTES),
             segments,
             file,
             next_seq: last_seq + 1,
@@ -144,6 +177,7 @@ impl Outbox {
             dir: dir.to_owned(),
             commands: Mutex::new(sender),
             shared,
+            _lock: lock,
         })
     }
 
@@ -152,19 +186,27 @@ impl Outbox {
         &self.shared
     }
 
-    /// Appends a record. With `durable`, returns once it is on disk;
-    /// otherwise returns at once.
-    pub fn append(&self, record: Record, durable: bool) -> Result<(), String> {
+    /// Appends records, in order. With `durable`, returns once they are on
+    /// disk; otherwise returns at once.
+    pub fn append(&self, records: Vec<Record>, durable: bool) -> Result<(), String> {
         // The sequence number is added by the writer, in front.
-        let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-        line.push(b'\n');
+        let mut lines = Vec::with_capacity(records.len());
+        for record in records {
+            let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            lines.push(line);
+        }
         let (ack, done) = if durable {
             let (sender, receiver) = sync_channel(1);
             (Some(sender), Some(receiver))
         } else {
             (None, None)
         };
-        self.send(Command::Append { line, durable, ack })?;
+        self.send(Command::Append {
+            lines,
+            durable,
+            ack,
+        })?;
         match done {
             Some(done) => done
                 .recv()
@@ -193,6 +235,7 @@ impl Outbox {
             dir: self.dir.clone(),
             segment: None,
             offset: 0,
+            buffer: Vec::new(),
         }
     }
 
@@ -230,11 +273,15 @@ fn segment_name(first: u64) -> String {
     format!("seg-{first:020}.log")
 }
 
+/// Returns the first sequence number of a segment file name. Sequence
+/// numbers start at 1, so a name with 0 is no segment.
 fn parse_segment_name(name: &str) -> Option<u64> {
-    name.strip_prefix("seg-")?
+    let first: u64 = name
+        .strip_prefix("seg-")?
         .strip_suffix(".log")?
         .parse()
-        .ok()
+        .ok()?;
+    (first > 0).then_some(first)
 }
 
 fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
@@ -286,11 +333,16 @@ fn cursor_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<u64>> {
-    match fs::read_to_string(cursor_path(dir, name)) {
+    let path = cursor_path(dir, name);
+    match fs::read_to_string(&path) {
         Ok(text) => text.trim().parse().map(Some).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("invalid cursor of endpoint {name}: {e}"),
+                format!(
+                    "invalid cursor {} of endpoint {name} ({e}); write the sequence number of \
+                     the last event it received, or remove the file to start after the newest event",
+                    path.display()
+                ),
             )
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -298,17 +350,20 @@ fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<u64>> {
     }
 }
 
+/// Replaces a cursor file. The new content goes to a file of the same name
+/// in `cursors.tmp/` first, so no two endpoints share a temporary file.
 fn write_cursor(dir: &Path, name: &str, seq: u64) -> io::Result<()> {
-    let path = cursor_path(dir, name);
-    let tmp = path.with_extension("tmp");
+    let tmp = dir.join("cursors.tmp").join(name);
     fs::write(&tmp, seq.to_string())?;
-    fs::rename(&tmp, &path)
+    fs::rename(&tmp, cursor_path(dir, name))
 }
 
 /// The writer thread's state.
 struct Writer {
     dir: PathBuf,
     max_size: u64,
+    /// The size after which a new segment starts.
+    segment_bytes: u64,
     /// Oldest first; the last one is being written.
     segments: Vec<Segment>,
     file: File,
@@ -339,15 +394,18 @@ impl Writer {
         for command in group {
             match command {
                 Command::Append {
-                    line,
+                    lines,
                     durable: sync,
                     ack,
                 } => {
-                    buffer.extend_from_slice(format!("{{\"seq\":{},", self.next_seq).as_bytes());
-                    // The record's own object opens with `{`, which the
-                    // prefix above already wrote.
-                    buffer.extend_from_slice(&line[1..]);
-                    self.next_seq += 1;
+                    for line in lines {
+                        let prefix = format!("{{\"seq\":{},", self.next_seq);
+                        buffer.extend_from_slice(prefix.as_bytes());
+                        // The record's own object opens with `{`, which the
+                        // prefix above already wrote.
+                        buffer.extend_from_slice(&line[1..]);
+                        self.next_seq += 1;
+                    }
                     durable |= sync;
                     acks.extend(ack);
                 }
@@ -358,9 +416,10 @@ impl Writer {
         if !buffer.is_empty() {
             let result = self.write(&buffer, durable, first_seq);
             let reply = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+            // Sequence numbers of a failed write are not reused, because a
+            // reader may have seen some of its lines.
             if let Err(error) = &result {
                 tracing::error!(%error, "notify: cannot append to the outbox");
-                self.next_seq = first_seq;
             } else {
                 let last = self.next_seq - 1;
                 self.shared.last_seq.store(last, Ordering::Relaxed);
@@ -380,7 +439,9 @@ impl Writer {
     /// is full. On failure, cuts the segment back to its old length.
     fn write(&mut self, buffer: &[u8], durable: bool, first_seq: u64) -> io::Result<()> {
         let current = self.segments.last().expect("one segment exists");
-        if current.size >= SEGMENT_BYTES {
+        if current.size >= self.segment_bytes {
+            // The old segment may end with lines that were not synced.
+            self.file.sync_data()?;
             let segment = Segment::create(&self.dir, first_seq)?;
             self.file = OpenOptions::new().append(true).open(&segment.path)?;
             self.segments.push(segment);
@@ -455,8 +516,11 @@ pub struct Reader {
     dir: PathBuf,
     /// The first sequence number of the segment being read.
     segment: Option<u64>,
-    /// The byte offset of the first line not yet read in that segment.
+    /// The byte offset in that segment up to which `buffer` is filled.
     offset: u64,
+    /// Bytes read from the segment and not yet parsed: at most one partial
+    /// line, plus the rest of the last read.
+    buffer: Vec<u8>,
 }
 
 impl Reader {
@@ -470,43 +534,81 @@ impl Reader {
                 return Ok(events);
             };
             let segment = &segments[index];
-            let mut file = match File::open(&segment.path) {
-                Ok(file) => file,
-                // Removed by the bound since the listing: start over.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            file.seek(SeekFrom::Start(self.offset))?;
-            let mut content = Vec::new();
-            file.take(SEGMENT_BYTES * 2).read_to_end(&mut content)?;
+            let newest = index + 1 == segments.len();
 
-            let mut consumed = 0;
-            for line in content.split_inclusive(|&b| b == b'\n') {
-                if events.len() >= max || !line.ends_with(b"\n") {
-                    break;
-                }
-                consumed += line.len();
-                match serde_json::from_slice::<Line>(line) {
-                    Ok(line) if line.seq > after => events.push((line.seq, line.record)),
-                    Ok(_) => {}
-                    Err(error) => tracing::error!(
-                        segment = %segment.path.display(),
-                        offset = self.offset + consumed as u64,
-                        %error,
-                        "notify: skipping an unreadable outbox line"
-                    ),
-                }
-            }
-            self.offset += consumed as u64;
-
-            let at_end = consumed == content.len();
-            if events.len() >= max || !at_end || index + 1 == segments.len() {
+            self.take_lines(segment, after, max, &mut events);
+            if events.len() >= max {
                 return Ok(events);
             }
-            // This segment is done and a newer one exists.
+            let read = match self.fill(segment) {
+                Ok(read) => read,
+                // Removed by the bound since the listing: start over.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.segment = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if read > 0 {
+                continue;
+            }
+            if newest {
+                return Ok(events);
+            }
+
+            // This segment is done and a newer one exists, so a partial
+            // line at its end, cut by a crash, can never be completed.
+            if !self.buffer.is_empty() {
+                tracing::error!(
+                    segment = %segment.path.display(),
+                    bytes = self.buffer.len(),
+                    "notify: skipping a partial event at the end of an outbox segment"
+                );
+            }
             self.segment = Some(segments[index + 1].first);
             self.offset = 0;
+            self.buffer.clear();
         }
+    }
+
+    /// Moves the complete lines of the buffer into `events`, up to `max`.
+    fn take_lines(
+        &mut self,
+        segment: &Segment,
+        after: u64,
+        max: usize,
+        events: &mut Vec<(u64, Record)>,
+    ) {
+        let mut consumed = 0;
+        while events.len() < max {
+            let Some(end) = self.buffer[consumed..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let line = &self.buffer[consumed..consumed + end + 1];
+            consumed += end + 1;
+            match serde_json::from_slice::<Line>(line) {
+                Ok(line) if line.seq > after => events.push((line.seq, line.record)),
+                Ok(_) => {}
+                Err(error) => tracing::error!(
+                    segment = %segment.path.display(),
+                    %error,
+                    "notify: skipping an unreadable outbox line"
+                ),
+            }
+        }
+        self.buffer.drain(..consumed);
+    }
+
+    /// Appends up to `READ_BYTES` of the segment to the buffer and returns
+    /// how many bytes were read.
+    fn fill(&mut self, segment: &Segment) -> io::Result<usize> {
+        let mut file = File::open(&segment.path)?;
+        file.seek(SeekFrom::Start(self.offset))?;
+        let before = self.buffer.len();
+        file.take(READ_BYTES as u64).read_to_end(&mut self.buffer)?;
+        let read = self.buffer.len() - before;
+        self.offset += read as u64;
+        Ok(read)
     }
 
     /// Picks the segment to read: the current one while it exists,
@@ -524,6 +626,7 @@ impl Reader {
         let segment = segments.get(index)?;
         self.segment = Some(segment.first);
         self.offset = 0;
+        self.buffer.clear();
         Some(index)
     }
 }
@@ -554,7 +657,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
         for n in 1..=5 {
-            outbox.append(record(n), true).unwrap();
+            outbox.append(vec![record(n)], true).unwrap();
         }
         let mut reader = outbox.reader();
         let events = reader.read(0, 3).unwrap();
@@ -570,8 +673,8 @@ mod tests {
         let names = ["a".to_owned()];
         {
             let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
-            outbox.append(record(1), true).unwrap();
-            outbox.append(record(2), true).unwrap();
+            outbox.append(vec![record(1)], true).unwrap();
+            outbox.append(vec![record(2)], true).unwrap();
             outbox.advance("a", 1).unwrap();
         }
         // A torn write: half a line at the end.
@@ -582,7 +685,7 @@ mod tests {
         let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
         assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
-        outbox.append(record(3), true).unwrap();
+        outbox.append(vec![record(3)], true).unwrap();
         let events = outbox.reader().read(1, 10).unwrap();
         assert_eq!(ids(&events), ["e2", "e3"]);
         assert_eq!(events[1].0, 3);
@@ -593,7 +696,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
-            outbox.append(record(1), true).unwrap();
+            outbox.append(vec![record(1)], true).unwrap();
         }
         let names = ["a".to_owned(), "b".to_owned()];
         let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
@@ -612,11 +715,22 @@ mod tests {
             n += 1;
             let mut r = record(n);
             r.event["pad"] = json!(big);
-            outbox.append(r, false).unwrap();
+            outbox.append(vec![r], false).unwrap();
         }
-        outbox.append(record(191), true).unwrap();
-        let segments = list_segments(dir.path()).unwrap();
-        let total: u64 = segments.iter().map(|s| s.size).sum();
+        outbox.append(vec![record(191)], true).unwrap();
+        // The writer applies the bound after it acknowledges the append.
+        let size = || -> u64 {
+            list_segments(dir.path())
+                .unwrap()
+                .iter()
+                .map(|s| s.size)
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while size() > 6 << 20 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let total = size();
         assert!(total <= 6 << 20, "outbox takes {total} bytes");
         let cursor = outbox.shared().cursor("a");
         let dropped = cursor.dropped.load(Ordering::Relaxed);
@@ -634,11 +748,88 @@ mod tests {
         for n in 1..=130 {
             let mut r = record(n);
             r.event["pad"] = json!(big);
-            outbox.append(r, n == 130).unwrap();
+            outbox.append(vec![r], n == 130).unwrap();
         }
         assert!(list_segments(dir.path()).unwrap().len() >= 2);
         outbox.advance("a", 130).unwrap();
-        outbox.append(record(131), true).unwrap();
+        outbox.append(vec![record(131)], true).unwrap();
+        // The writer removes segments after it acknowledges the append.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while list_segments(dir.path()).unwrap().len() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn partial_line_in_older_segment_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a".to_owned()];
+        {
+            // A 1 MiB bound makes segments of 256 KiB.
+            let outbox = Outbox::open(dir.path(), 1 << 20, &names).unwrap();
+            let pad = "x".repeat(16 << 10);
+            for n in 1..=40 {
+                let mut r = record(n);
+                r.event["pad"] = json!(pad);
+                outbox.append(vec![r], n == 40).unwrap();
+            }
+        }
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(segments.len() >= 2, "{} segments", segments.len());
+        let older = &segments[segments.len() - 2];
+        let file = OpenOptions::new().write(true).open(&older.path).unwrap();
+        file.set_len(older.size - 100).unwrap();
+
+        let outbox = Outbox::open(dir.path(), 1 << 20, &names).unwrap();
+        let events = outbox.reader().read(0, 100).unwrap();
+        let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
+        let newest_first = segments.last().unwrap().first;
+        assert!(seqs.contains(&40), "the newest event is missing: {seqs:?}");
+        assert!(
+            !seqs.contains(&(newest_first - 1)),
+            "the cut event was read"
+        );
+    }
+
+    #[test]
+    fn cursor_files_of_similar_names_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["x".to_owned(), "x.tmp".to_owned()];
+        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        for n in 1..=3 {
+            outbox.append(vec![record(n)], true).unwrap();
+        }
+        outbox.advance("x", 3).unwrap();
+        outbox.advance("x.tmp", 1).unwrap();
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        assert_eq!(outbox.shared().cursor("x").seq.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            outbox.shared().cursor("x.tmp").seq.load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn second_open_of_one_folder_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a".to_owned()];
+        let _first = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        let error = Outbox::open(dir.path(), 1 << 30, &names).unwrap_err();
+        assert!(
+            error.to_string().contains("locked by another process"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn invalid_cursor_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["a".to_owned()];
+        drop(Outbox::open(dir.path(), 1 << 30, &names).unwrap());
+        fs::write(dir.path().join("cursors/a"), "abc").unwrap();
+        let error = Outbox::open(dir.path(), 1 << 30, &names).unwrap_err();
+        assert!(error.to_string().contains("cursors/a"), "{error}");
     }
 }

@@ -214,6 +214,7 @@ pub async fn put(
             Some(tag) if query_tags.is_empty() => Some(tag.to_string()),
             _ => None,
         },
+        tags: tags.iter().map(Tag::to_string).collect(),
         subject: subject.as_ref().map(Digest::to_string),
     };
     let put = ManifestPut {

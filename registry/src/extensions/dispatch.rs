@@ -51,6 +51,8 @@ struct Handoffs {
     registrations: Vec<&'static HandoffRegistration>,
     state: ExtensionState,
     stats: Arc<ExtensionStats>,
+    /// When a failure was last logged, for rate limiting.
+    last_failure_log: Mutex<Option<Instant>>,
 }
 
 /// One enabled extension's end of the delivery.
@@ -118,6 +120,7 @@ impl Dispatcher {
                     registrations: extension.handoffs.clone(),
                     state: state.clone(),
                     stats: stats.clone(),
+                    last_failure_log: Mutex::new(None),
                 });
             }
             if extension.receivers.is_empty() {
@@ -449,17 +452,27 @@ fn run_handoffs(handoffs: &[Handoffs], events: &[Arc<Event>]) {
                     Ok(Err(message)) => message,
                     Err(panic) => format!("panicked: {}", panic_message(&panic)),
                 };
-                extension
+                let failures = extension
                     .stats
                     .handoff_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                // A full disk fails every hand-off, so one line per
+                // interval with the running count is enough.
+                let mut last = extension.last_failure_log.lock().expect("failure log lock");
+                let now = Instant::now();
+                if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
+                    continue;
+                }
+                *last = Some(now);
                 tracing::error!(
                     extension = extension.name,
                     signal = %kind,
                     handoff = registration.name,
                     event_id = %event.id,
+                    failures_total = failures,
                     %error,
-                    "durable hand-off failed"
+                    "durable hand-off failed; more failures within 10 s are only counted"
                 );
             }
         }
