@@ -39,3 +39,56 @@ impl fmt::Display for Rejection {
 }
 
 impl std::error::Error for Rejection {}
+
+/// What a hand-off returns: done, or a wait for work that it started.
+///
+/// A hand-off runs while the registry holds the repository's ordering
+/// lock, so that hand-offs see one repository's changes in order. A
+/// hand-off that only needs the order there (queueing a record for a
+/// writer thread, say) returns a receipt that waits for the rest (the
+/// sync to disk), and the registry waits for it after releasing the lock,
+/// before the response. Concurrent changes then share the slow part.
+pub struct Receipt(Option<crate::BoxFuture<'static, Result<(), String>>>);
+
+impl Receipt {
+    /// A hand-off that finished its work.
+    pub fn done() -> Self {
+        Self(None)
+    }
+
+    /// A hand-off whose work finishes with `work`, a future that must not
+    /// block its thread (await a channel that a worker thread completes,
+    /// for example).
+    pub fn wait_for(
+        work: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
+    ) -> Self {
+        Self(Some(Box::pin(work)))
+    }
+
+    /// Waits for the work to finish and returns its outcome.
+    ///
+    /// # Errors
+    ///
+    /// The error of the work.
+    pub async fn wait(self) -> Result<(), String> {
+        match self.0 {
+            Some(work) => work.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Returns whether there is nothing to wait for.
+    pub fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_done() {
+            "Receipt(done)"
+        } else {
+            "Receipt(waiting)"
+        })
+    }
+}

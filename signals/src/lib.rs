@@ -44,7 +44,7 @@ pub mod signal;
 pub mod telemetry;
 
 pub use event::{Event, RequestContext};
-pub use guard::{ManifestCandidate, Rejection};
+pub use guard::{ManifestCandidate, Receipt, Rejection};
 pub use platform::{
     BoxFuture, ExtensionContext, RegistryView, RequestRecord, Shutdown, ShutdownTrigger,
     StoredManifest, ViewError,

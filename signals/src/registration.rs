@@ -13,7 +13,7 @@ use registry_config::{ConfigError, ExtensionSection};
 use serde::de::DeserializeOwned;
 
 use crate::event::Event;
-use crate::guard::{ManifestCandidate, Rejection};
+use crate::guard::{ManifestCandidate, Receipt, Rejection};
 use crate::platform::{BoxFuture, ExtensionContext, RequestRecord, Shutdown};
 use crate::signal::{Payload, SignalKind};
 
@@ -37,6 +37,16 @@ pub trait ExtensionConfig: DeserializeOwned + Send + Sync + 'static {
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Tells whether the extension, as configured, takes events of `kind`
+    /// in its receivers and hand-offs. The registry asks once at startup
+    /// and builds no event of a kind that no extension takes, so an
+    /// extension whose configuration ignores a kind (webhooks without pull
+    /// events) costs its requests nothing. Default: every kind.
+    fn receives(&self, kind: SignalKind) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 /// The config type of an extension without settings: its section may hold
@@ -59,6 +69,9 @@ pub struct ExtensionRegistration {
     pub load: fn(&ExtensionSection) -> Result<ExtensionState, ConfigError>,
     /// The type its section loads into, checked against its receivers.
     pub config_type: fn() -> TypeId,
+    /// Asks the loaded configuration whether it takes a signal kind (see
+    /// [`ExtensionConfig::receives`]).
+    pub receives: fn(&ExtensionState, SignalKind) -> bool,
     pub config_type_name: &'static str,
 }
 
@@ -107,7 +120,7 @@ pub struct HandoffRegistration {
     pub config_type: fn() -> TypeId,
     /// Calls the handler with the event's payload and the extension's
     /// configuration.
-    pub hand_off: fn(&Event, &ExtensionState) -> Result<(), String>,
+    pub hand_off: fn(&Event, &ExtensionState) -> Result<Receipt, String>,
 }
 
 /// A setup function, as registered by [`setup!`](crate::setup): it runs
@@ -217,6 +230,12 @@ pub mod private {
         Ok(Arc::new(config))
     }
 
+    pub fn receives<C: ExtensionConfig>(state: &ExtensionState, kind: SignalKind) -> bool {
+        state
+            .downcast_ref::<C>()
+            .is_none_or(|config| config.receives(kind))
+    }
+
     pub fn type_id<C: 'static>() -> TypeId {
         TypeId::of::<C>()
     }
@@ -244,13 +263,13 @@ pub mod private {
     }
 
     pub const fn handoff_kind<P: Payload, C>(
-        _handler: fn(&Event, &P, &C) -> Result<(), String>,
+        _handler: fn(&Event, &P, &C) -> Result<Receipt, String>,
     ) -> SignalKind {
         P::KIND
     }
 
     pub const fn handoff_config<P, C: 'static>(
-        _handler: fn(&Event, &P, &C) -> Result<(), String>,
+        _handler: fn(&Event, &P, &C) -> Result<Receipt, String>,
     ) -> fn() -> TypeId {
         type_id::<C>
     }
@@ -258,11 +277,11 @@ pub mod private {
     pub fn hand_off<P: Payload, C: 'static>(
         event: &Event,
         state: &ExtensionState,
-        handler: fn(&Event, &P, &C) -> Result<(), String>,
-    ) -> Result<(), String> {
+        handler: fn(&Event, &P, &C) -> Result<Receipt, String>,
+    ) -> Result<Receipt, String> {
         match (P::from_signal(&event.signal), state.downcast_ref::<C>()) {
             (Some(payload), Some(config)) => handler(event, payload, config),
-            _ => Ok(()),
+            _ => Ok(Receipt::done()),
         }
     }
 
@@ -346,6 +365,7 @@ macro_rules! extension {
                 enabled_by_default: $enabled,
                 load: $crate::registration::private::load::<$config>,
                 config_type: $crate::registration::private::type_id::<$config>,
+                receives: $crate::registration::private::receives::<$config>,
                 config_type_name: stringify!($config),
             }
         }
@@ -415,14 +435,17 @@ macro_rules! guard {
 
 /// Registers a durable hand-off of an extension: like a receiver, but
 /// called inside the request after the change is stored and before the
-/// response, on a blocking thread, with a time limit. An error or a timeout
-/// is logged and counted; the client still gets its success, because the
-/// change is already stored. Keep it short: write the event somewhere
-/// durable and return.
+/// response, on a blocking thread, while the repository's ordering lock is
+/// held. It returns a [`Receipt`](crate::Receipt): done, or a wait for
+/// work it started, which the registry waits for after releasing the lock.
+/// The hand-offs of one change get `signals.handofftimeout` in all. An
+/// error or a timeout is logged and counted; the client still gets its
+/// success, because the change is already stored.
 ///
 /// ```ignore
-/// fn persist(event: &Event, pushed: &ManifestPushed, config: &Config) -> Result<(), String> {
-///     config.outbox().append(event).map_err(|e| e.to_string())
+/// fn persist(event: &Event, pushed: &ManifestPushed, config: &Config) -> Result<Receipt, String> {
+///     let synced = config.outbox().queue(event)?;
+///     Ok(Receipt::wait_for(async move { synced.await }))
 /// }
 /// registry_signals::handoff!("notify", persist);
 /// ```
@@ -439,7 +462,7 @@ macro_rules! handoff {
                     fn hand_off(
                         event: &$crate::Event,
                         state: &$crate::ExtensionState,
-                    ) -> ::std::result::Result<(), ::std::string::String> {
+                    ) -> ::std::result::Result<$crate::Receipt, ::std::string::String> {
                         $crate::registration::private::hand_off(event, state, $handler)
                     }
                     hand_off

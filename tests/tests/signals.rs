@@ -22,7 +22,7 @@ use registry::api::{self, ApiSettings, AppState};
 use registry::extensions::{self, Dispatcher};
 use registry::storage::FsStorage;
 use registry_signals::{
-    Event, ExtensionConfig, ManifestCandidate, NoConfig, Rejection, Signal, TagCreated,
+    Event, ExtensionConfig, ManifestCandidate, NoConfig, Receipt, Rejection, Signal, TagCreated,
 };
 use serde::Deserialize;
 use sha2::Digest as _;
@@ -128,17 +128,24 @@ fn hand_off_push(
     _event: &Event,
     pushed: &registry_signals::ManifestPushed,
     config: &CourierConfig,
-) -> Result<(), String> {
+) -> Result<Receipt, String> {
     match pushed.tag.as_deref() {
         Some("fail") => return Err("courier cannot store this event".to_owned()),
         Some("stall") => std::thread::sleep(Duration::from_millis(config.stall_ms)),
+        // The receipt fails, as a sync to disk that fails after the
+        // record was queued.
+        Some("fail-later") => {
+            return Ok(Receipt::wait_for(async {
+                Err("courier lost the event".to_owned())
+            }));
+        }
         _ => {}
     }
-    HANDED_OFF
-        .lock()
-        .unwrap()
-        .push((pushed.repository.clone(), pushed.tag.clone()));
-    Ok(())
+    let entry = (pushed.repository.clone(), pushed.tag.clone());
+    Ok(Receipt::wait_for(async move {
+        HANDED_OFF.lock().unwrap().push(entry);
+        Ok(())
+    }))
 }
 registry_signals::handoff!("courier", hand_off_push);
 
@@ -704,6 +711,11 @@ async fn failed_handoff_keeps_push_and_counts() {
     assert_eq!(status, StatusCode::CREATED);
     assert!(handed_off("sig/handoff-fail").is_empty());
     assert_eq!(handoff_failures(&harness, "courier"), 1.0);
+    let (_, status) = harness
+        .push_image("sig/handoff-fail", "fail-later", b"{}")
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(handoff_failures(&harness, "courier"), 2.0);
     // Receivers still get the event.
     harness.settle().await;
     assert!(recorded_names("sig/handoff-fail").contains(&"manifest_pushed".to_owned()));

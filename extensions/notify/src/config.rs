@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use registry_config::ByteSize;
-use registry_signals::ExtensionConfig;
+use registry_signals::{ExtensionConfig, SignalKind};
 use serde::Deserialize;
 
 use crate::RuntimeCell;
@@ -262,6 +262,23 @@ impl NotifyConfig {
 }
 
 impl ExtensionConfig for NotifyConfig {
+    /// Takes a kind when an enabled endpoint receives its action, so that
+    /// endpoints that ignore pulls cost pulls nothing.
+    fn receives(&self, kind: SignalKind) -> bool {
+        let action = match kind {
+            SignalKind::ManifestPushed | SignalKind::BlobPushed => "push",
+            SignalKind::BlobMounted => "mount",
+            SignalKind::ManifestDeleted | SignalKind::TagDeleted | SignalKind::BlobDeleted => {
+                "delete"
+            }
+            SignalKind::ManifestPulled | SignalKind::BlobPulled => "pull",
+            _ => return false,
+        };
+        self.endpoints
+            .iter()
+            .any(|e| !e.disabled && !e.ignore.actions.iter().any(|a| a == action))
+    }
+
     fn validate(&self) -> Result<(), String> {
         for (index, endpoint) in self.endpoints.iter().enumerate() {
             endpoint.validate(index)?;
@@ -344,6 +361,17 @@ mod tests {
             let config: NotifyConfig = serde_yaml::from_str(&yaml).unwrap();
             assert!(config.validate().is_err(), "{name} was accepted");
         }
+    }
+
+    #[test]
+    fn ignored_pulls_are_not_received() {
+        let yaml = "endpoints:\n  - name: e\n    url: http://127.0.0.1:1/\n    ignore:\n      actions: [pull]\n";
+        let config: NotifyConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(!config.receives(SignalKind::ManifestPulled));
+        assert!(!config.receives(SignalKind::BlobPulled));
+        assert!(config.receives(SignalKind::ManifestPushed));
+        let none = NotifyConfig::default();
+        assert!(!none.receives(SignalKind::ManifestPushed));
     }
 
     #[test]

@@ -67,7 +67,7 @@ use std::sync::{Arc, OnceLock};
 
 use registry_signals::{
     BlobDeleted, BlobMounted, BlobPulled, BlobPushed, Event, ExtensionContext, ManifestDeleted,
-    ManifestPulled, ManifestPushed, Shutdown, TagDeleted,
+    ManifestPulled, ManifestPushed, Receipt, Shutdown, TagDeleted,
 };
 
 pub use config::{Endpoint, Format, Ignore, NotifyConfig, OutboxSettings};
@@ -147,31 +147,42 @@ async fn run(config: Arc<NotifyConfig>, _context: ExtensionContext, shutdown: Sh
 
 registry_signals::task!("notify", run);
 
-/// Appends an event to the outbox; with `durable`, waits until it is on
-/// disk.
-fn append(config: &NotifyConfig, event: &Event, durable: bool) -> Result<(), String> {
+/// Queues an event for the outbox. With `durable`, the receipt waits
+/// until it is on disk.
+fn append(config: &NotifyConfig, event: &Event, durable: bool) -> Result<Receipt, String> {
     let Some(runtime) = config.runtime.0.get() else {
-        return Ok(());
+        return Ok(Receipt::done());
     };
     let records: Vec<_> = envelope::records(event, config.url_base.as_deref())
         .into_iter()
         .filter(|record| config.wanted_by_any(record))
         .collect();
     if records.is_empty() {
-        return Ok(());
+        return Ok(Receipt::done());
     }
-    runtime.outbox.append(records, durable)
+    match runtime.outbox.append(records, durable)? {
+        Some(synced) => Ok(Receipt::wait_for(async move {
+            synced
+                .await
+                .map_err(|_| "the outbox writer stopped".to_owned())?
+        })),
+        None => Ok(Receipt::done()),
+    }
 }
 
-fn manifest_pushed(event: &Event, _: &ManifestPushed, config: &NotifyConfig) -> Result<(), String> {
+fn manifest_pushed(
+    event: &Event,
+    _: &ManifestPushed,
+    config: &NotifyConfig,
+) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
-fn blob_pushed(event: &Event, _: &BlobPushed, config: &NotifyConfig) -> Result<(), String> {
+fn blob_pushed(event: &Event, _: &BlobPushed, config: &NotifyConfig) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
-fn blob_mounted(event: &Event, _: &BlobMounted, config: &NotifyConfig) -> Result<(), String> {
+fn blob_mounted(event: &Event, _: &BlobMounted, config: &NotifyConfig) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
@@ -179,15 +190,15 @@ fn manifest_deleted(
     event: &Event,
     _: &ManifestDeleted,
     config: &NotifyConfig,
-) -> Result<(), String> {
+) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
-fn tag_deleted(event: &Event, _: &TagDeleted, config: &NotifyConfig) -> Result<(), String> {
+fn tag_deleted(event: &Event, _: &TagDeleted, config: &NotifyConfig) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
-fn blob_deleted(event: &Event, _: &BlobDeleted, config: &NotifyConfig) -> Result<(), String> {
+fn blob_deleted(event: &Event, _: &BlobDeleted, config: &NotifyConfig) -> Result<Receipt, String> {
     append(config, event, true)
 }
 
@@ -201,6 +212,7 @@ registry_signals::handoff!("notify", blob_deleted);
 /// Appends a pull event and logs a failure, because receivers return
 /// nothing.
 fn append_pull(config: &NotifyConfig, event: &Event) {
+    // A pull's append has nothing to wait for.
     if let Err(error) = append(config, event, false) {
         tracing::error!(event_id = %event.id, %error, "notify: cannot append a pull event");
     }

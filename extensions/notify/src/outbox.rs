@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,7 @@ enum Command {
     Append {
         lines: Vec<Vec<u8>>,
         durable: bool,
-        ack: Option<SyncSender<Result<(), String>>>,
+        ack: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
     },
     /// Removes the segments that every endpoint has passed.
     Collect,
@@ -186,9 +186,13 @@ impl Outbox {
         &self.shared
     }
 
-    /// Appends records, in order. With `durable`, returns once they are on
-    /// disk; otherwise returns at once.
-    pub fn append(&self, records: Vec<Record>, durable: bool) -> Result<(), String> {
+    /// Queues records for the writer, in order. With `durable`, returns a
+    /// wait that ends once they are on disk; otherwise returns none.
+    pub fn append(
+        &self,
+        records: Vec<Record>,
+        durable: bool,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, String> {
         // The sequence number is added by the writer, in front.
         let mut lines = Vec::with_capacity(records.len());
         for record in records {
@@ -197,7 +201,7 @@ impl Outbox {
             lines.push(line);
         }
         let (ack, done) = if durable {
-            let (sender, receiver) = sync_channel(1);
+            let (sender, receiver) = tokio::sync::oneshot::channel();
             (Some(sender), Some(receiver))
         } else {
             (None, None)
@@ -207,12 +211,7 @@ impl Outbox {
             durable,
             ack,
         })?;
-        match done {
-            Some(done) => done
-                .recv()
-                .map_err(|_| "the outbox writer stopped".to_owned())?,
-            None => Ok(()),
-        }
+        Ok(done)
     }
 
     /// Records that endpoint `name` received or skipped every event up to
@@ -645,6 +644,14 @@ mod tests {
         }
     }
 
+    /// Waits for a durable append, as the registry does before the
+    /// response.
+    fn wait(appended: Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, String>) {
+        if let Some(done) = appended.unwrap() {
+            done.blocking_recv().unwrap().unwrap();
+        }
+    }
+
     fn ids(events: &[(u64, Record)]) -> Vec<String> {
         events
             .iter()
@@ -657,7 +664,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
         for n in 1..=5 {
-            outbox.append(vec![record(n)], true).unwrap();
+            wait(outbox.append(vec![record(n)], true));
         }
         let mut reader = outbox.reader();
         let events = reader.read(0, 3).unwrap();
@@ -673,8 +680,8 @@ mod tests {
         let names = ["a".to_owned()];
         {
             let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
-            outbox.append(vec![record(1)], true).unwrap();
-            outbox.append(vec![record(2)], true).unwrap();
+            wait(outbox.append(vec![record(1)], true));
+            wait(outbox.append(vec![record(2)], true));
             outbox.advance("a", 1).unwrap();
         }
         // A torn write: half a line at the end.
@@ -685,7 +692,7 @@ mod tests {
         let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
         assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
-        outbox.append(vec![record(3)], true).unwrap();
+        wait(outbox.append(vec![record(3)], true));
         let events = outbox.reader().read(1, 10).unwrap();
         assert_eq!(ids(&events), ["e2", "e3"]);
         assert_eq!(events[1].0, 3);
@@ -696,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
-            outbox.append(vec![record(1)], true).unwrap();
+            wait(outbox.append(vec![record(1)], true));
         }
         let names = ["a".to_owned(), "b".to_owned()];
         let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
@@ -715,9 +722,9 @@ mod tests {
             n += 1;
             let mut r = record(n);
             r.event["pad"] = json!(big);
-            outbox.append(vec![r], false).unwrap();
+            wait(outbox.append(vec![r], false));
         }
-        outbox.append(vec![record(191)], true).unwrap();
+        wait(outbox.append(vec![record(191)], true));
         // The writer applies the bound after it acknowledges the append.
         let size = || -> u64 {
             list_segments(dir.path())
@@ -748,11 +755,11 @@ mod tests {
         for n in 1..=130 {
             let mut r = record(n);
             r.event["pad"] = json!(big);
-            outbox.append(vec![r], n == 130).unwrap();
+            wait(outbox.append(vec![r], n == 130));
         }
         assert!(list_segments(dir.path()).unwrap().len() >= 2);
         outbox.advance("a", 130).unwrap();
-        outbox.append(vec![record(131)], true).unwrap();
+        wait(outbox.append(vec![record(131)], true));
         // The writer removes segments after it acknowledges the append.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while list_segments(dir.path()).unwrap().len() > 1 && std::time::Instant::now() < deadline {
@@ -772,7 +779,7 @@ mod tests {
             for n in 1..=40 {
                 let mut r = record(n);
                 r.event["pad"] = json!(pad);
-                outbox.append(vec![r], n == 40).unwrap();
+                wait(outbox.append(vec![r], n == 40));
             }
         }
         let segments = list_segments(dir.path()).unwrap();
@@ -798,7 +805,7 @@ mod tests {
         let names = ["x".to_owned(), "x.tmp".to_owned()];
         let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
         for n in 1..=3 {
-            outbox.append(vec![record(n)], true).unwrap();
+            wait(outbox.append(vec![record(n)], true));
         }
         outbox.advance("x", 3).unwrap();
         outbox.advance("x.tmp", 1).unwrap();

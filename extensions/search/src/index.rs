@@ -56,6 +56,8 @@ struct Repository {
     tags: BTreeMap<String, Tag>,
     /// The description of the most recent tag that has one, cached.
     description: Option<Description>,
+    /// The tag that the cached description comes from.
+    description_tag: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +117,7 @@ impl Index {
     ) {
         let sequence = self.take_sequence();
         let entry = self.repository_mut(repository);
+        let newest = description.clone();
         entry.tags.insert(
             tag.to_owned(),
             Tag {
@@ -123,7 +126,15 @@ impl Index {
                 sequence,
             },
         );
-        entry.refresh_description();
+        // The newest tag supplies the description when it has one. Only a
+        // tag that supplied it and lost it makes the other tags count.
+        match newest {
+            Some(text) => entry.set_description(tag, text),
+            None if entry.description_tag.as_deref() == Some(tag) => {
+                entry.refresh_description();
+            }
+            None => {}
+        }
     }
 
     /// Marks `tag` of `repository` as the most recent change when it points
@@ -135,10 +146,14 @@ impl Index {
         }
         let sequence = self.take_sequence();
         let entry = self.repository_mut(repository);
-        if let Some(tag) = entry.tags.get_mut(tag) {
-            tag.sequence = sequence;
+        let mut newest = None;
+        if let Some(touched) = entry.tags.get_mut(tag) {
+            touched.sequence = sequence;
+            newest = touched.description.clone();
         }
-        entry.refresh_description();
+        if let Some(text) = newest {
+            entry.set_description(tag, text);
+        }
         true
     }
 
@@ -148,6 +163,7 @@ impl Index {
     pub fn remove_tag(&mut self, repository: &str, tag: &str) {
         if let Some(entry) = self.repositories.get_mut(repository)
             && entry.tags.remove(tag).is_some()
+            && entry.description_tag.as_deref() == Some(tag)
         {
             entry.refresh_description();
         }
@@ -268,18 +284,33 @@ impl Repository {
         }
     }
 
-    /// Recomputes the cached description from the tags.
+    /// Caches `text`, the description of the newest tag `tag`.
+    fn set_description(&mut self, tag: &str, text: String) {
+        self.description_tag = Some(tag.to_owned());
+        self.description = Some(Description {
+            lowercase: text.to_lowercase(),
+            text,
+        });
+    }
+
+    /// Recomputes the cached description from all tags. It takes time in
+    /// proportion to the tags, so the updates above call it only when the
+    /// tag that supplied the description changed.
     fn refresh_description(&mut self) {
-        self.description = self
+        let newest = self
             .tags
-            .values()
-            .filter(|tag| tag.description.is_some())
-            .max_by_key(|tag| tag.sequence)
-            .and_then(|tag| tag.description.clone())
-            .map(|text| Description {
-                lowercase: text.to_lowercase(),
-                text,
-            });
+            .iter()
+            .filter(|(_, tag)| tag.description.is_some())
+            .max_by_key(|(_, tag)| tag.sequence);
+        let (tag, text) = match newest {
+            Some((name, tag)) => (Some(name.clone()), tag.description.clone()),
+            None => (None, None),
+        };
+        self.description_tag = tag;
+        self.description = text.map(|text| Description {
+            lowercase: text.to_lowercase(),
+            text,
+        });
     }
 }
 

@@ -227,11 +227,12 @@ pub async fn put(
     let order = state.order(&repo).await;
     let outcome = state.storage.manifest_put(&repo, put).await?;
     let signals = push_signals(pushed, &outcome);
-    state
+    let pending = state
         .dispatcher
-        .emit(&request_context(state, parts), signals)
+        .emit_ordered(&request_context(state, parts), signals)
         .await;
     drop(order);
+    pending.finish().await;
     tracing::debug!(
         %digest,
         repository_created = outcome.repository_created,
@@ -334,11 +335,12 @@ pub async fn delete(
             delete_signals(&repo, &digest, &outcome)
         }
     };
-    state
+    let pending = state
         .dispatcher
-        .emit(&request_context(state, parts), signals)
+        .emit_ordered(&request_context(state, parts), signals)
         .await;
     drop(order);
+    pending.finish().await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

@@ -59,12 +59,18 @@ impl Trace {
 
         let mut observed = None;
         if !self.observers.is_empty() {
-            let bytes_in = Arc::new(AtomicU64::new(0));
-            let (parts, body) = request.into_parts();
-            let counted = CountedBody::new(body, Counter::Shared(bytes_in.clone()));
-            let route = route_name(parts.uri.path());
-            let method = parts.method.clone();
-            request = Request::from_parts(parts, Body::new(counted));
+            let route = route_name(request.uri().path());
+            let method = request.method().clone();
+            // A request without a body, the common case, needs no counter.
+            let bytes_in = if http_body::Body::size_hint(request.body()).exact() == Some(0) {
+                None
+            } else {
+                let bytes_in = Arc::new(AtomicU64::new(0));
+                let (parts, body) = request.into_parts();
+                let counted = CountedBody::new(body, Counter::Shared(bytes_in.clone()));
+                request = Request::from_parts(parts, Body::new(counted));
+                Some(bytes_in)
+            };
             observed = Some((bytes_in, route, method));
         }
 
@@ -125,7 +131,8 @@ struct Finish {
     method: Method,
     status: u16,
     started: Instant,
-    bytes_in: Arc<AtomicU64>,
+    /// The request body's counter; `None` for a request without a body.
+    bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl Finish {
@@ -135,7 +142,10 @@ impl Finish {
             method: self.method.as_str(),
             status: self.status,
             duration: self.started.elapsed(),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_in: self
+                .bytes_in
+                .as_ref()
+                .map_or(0, |count| count.load(Ordering::Relaxed)),
             bytes_out,
         };
         self.observers.observe(&record);

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use registry_config::Signals;
 use registry_signals::telemetry::{MetricFamily, MetricKind};
 use registry_signals::{
-    Event, ExtensionState, HandoffRegistration, ManifestCandidate, ReceiverRegistration, Rejection,
-    RequestContext, Signal, SignalKind,
+    Event, ExtensionState, HandoffRegistration, ManifestCandidate, Receipt, ReceiverRegistration,
+    Rejection, RequestContext, Signal, SignalKind,
 };
 
 use super::LinkedExtension;
@@ -112,7 +112,7 @@ impl Dispatcher {
                 continue;
             };
             let stats = Arc::new(ExtensionStats::default());
-            if !extension.handoffs.is_empty() {
+            if extension.handoff_kinds() != 0 {
                 handed_off |= extension.handoff_kinds();
                 handoffs.push(Handoffs {
                     name: extension.name(),
@@ -123,7 +123,7 @@ impl Dispatcher {
                     last_failure_log: Mutex::new(None),
                 });
             }
-            if extension.receivers.is_empty() {
+            if extension.kinds() == 0 {
                 continue;
             }
             let (sender, receiver) = sync_channel(capacity);
@@ -202,13 +202,30 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Emits events and waits for their durable hand-offs: `emit_ordered`
+    /// and then [`Pending::finish`]. For changes made without the
+    /// repository's ordering lock.
+    pub async fn emit(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) {
+        self.emit_ordered(context, signals).await.finish().await;
+    }
+
     /// Runs the durable hand-offs of the events, then queues the events
     /// for every extension that receives them, in order. Queuing never
-    /// waits: a full queue drops the event for that extension. The
-    /// hand-offs run on the blocking pool for at most
-    /// `signals.handofftimeout` in all, and a failed one is logged and
-    /// counted, because the change is already stored.
-    pub async fn emit(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) {
+    /// waits: a full queue drops the event for that extension.
+    ///
+    /// Call it while holding the repository's ordering lock, so that
+    /// hand-offs and receivers see the repository's changes in order. The
+    /// hand-offs may leave work to wait for (a sync to disk): release the
+    /// lock, then call [`Pending::finish`] before the response, so that
+    /// concurrent changes share that wait. Both phases together take at
+    /// most `signals.handofftimeout`. A failed or late hand-off is logged
+    /// and counted, because the change is already stored.
+    pub async fn emit_ordered(
+        &self,
+        context: &Arc<RequestContext>,
+        signals: Vec<Signal>,
+    ) -> Pending {
+        let deadline = tokio::time::Instant::now() + self.handoff_timeout;
         let mut events = Vec::with_capacity(signals.len());
         for signal in signals {
             let kind = signal.kind();
@@ -224,11 +241,17 @@ impl Dispatcher {
             }));
         }
 
+        let mut pending = Pending {
+            handoffs: self.handoffs.clone(),
+            receipts: Vec::new(),
+            deadline,
+            timeout: self.handoff_timeout,
+        };
         if events
             .iter()
             .any(|e| self.handed_off & e.signal.kind().bit() != 0)
         {
-            self.hand_off(&events).await;
+            pending.receipts = self.hand_off(&events, deadline).await;
         }
         for event in events {
             let kind = event.signal.kind();
@@ -236,16 +259,24 @@ impl Dispatcher {
                 worker.send(event.clone());
             }
         }
+        pending
     }
 
-    async fn hand_off(&self, events: &[Arc<Event>]) {
+    /// Calls the hand-offs on the blocking pool and returns their
+    /// receipts, by the index of their extension in `handoffs`.
+    async fn hand_off(
+        &self,
+        events: &[Arc<Event>],
+        deadline: tokio::time::Instant,
+    ) -> Vec<(usize, Arc<Event>, Receipt)> {
         let handoffs = self.handoffs.clone();
         let batch = events.to_vec();
         let task = tokio::task::spawn_blocking(move || run_handoffs(&handoffs, &batch));
-        match tokio::time::timeout(self.handoff_timeout, task).await {
-            Ok(Ok(())) => {}
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(receipts)) => receipts,
             Ok(Err(error)) => {
                 tracing::error!(%error, "hand-off task failed");
+                Vec::new()
             }
             Err(_) => {
                 // The task keeps running on its thread; the events it has
@@ -262,6 +293,7 @@ impl Dispatcher {
                     first_event_id = %events[0].id,
                     "durable hand-offs timed out (signals.handofftimeout); the response goes out"
                 );
+                Vec::new()
             }
         }
     }
@@ -438,45 +470,117 @@ fn run_worker(
     }
 }
 
-/// Calls every hand-off that takes each event, in order, catching panics.
-fn run_handoffs(handoffs: &[Handoffs], events: &[Arc<Event>]) {
-    for event in events {
-        let kind = event.signal.kind();
-        for extension in handoffs.iter().filter(|h| h.kinds & kind.bit() != 0) {
-            for registration in extension.registrations.iter().filter(|r| r.kind == kind) {
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    (registration.hand_off)(event, &extension.state)
-                }));
+/// The hand-offs of emitted events whose work is still running, returned
+/// by [`Dispatcher::emit_ordered`].
+#[must_use = "call finish before the response"]
+pub struct Pending {
+    handoffs: Arc<Vec<Handoffs>>,
+    receipts: Vec<(usize, Arc<Event>, Receipt)>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("receipts", &self.receipts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Waits for the work the hand-offs left, up to the deadline of
+    /// `signals.handofftimeout`.
+    pub async fn finish(self) {
+        let waiting: Vec<_> = self
+            .receipts
+            .into_iter()
+            .filter(|(_, _, receipt)| !receipt.is_done())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let count = waiting.len();
+        let handoffs = self.handoffs.clone();
+        let work = async move {
+            for (index, event, receipt) in waiting {
+                let outcome =
+                    futures_util::FutureExt::catch_unwind(AssertUnwindSafe(receipt.wait())).await;
                 let error = match outcome {
                     Ok(Ok(())) => continue,
                     Ok(Err(message)) => message,
                     Err(panic) => format!("panicked: {}", panic_message(&panic)),
                 };
-                let failures = extension
+                handoffs[index].failed(&event, "receipt", &error);
+            }
+        };
+        if tokio::time::timeout_at(self.deadline, work).await.is_err() {
+            for handoffs in self.handoffs.iter() {
+                handoffs
                     .stats
                     .handoff_failures
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                // A full disk fails every hand-off, so one line per
-                // interval with the running count is enough.
-                let mut last = extension.last_failure_log.lock().expect("failure log lock");
-                let now = Instant::now();
-                if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
-                    continue;
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::error!(
+                timeout = %humantime::format_duration(self.timeout),
+                receipts = count,
+                "durable hand-offs did not finish in time (signals.handofftimeout); \
+                 the response goes out"
+            );
+        }
+    }
+}
+
+impl Handoffs {
+    /// Counts a failed hand-off and logs it, at most once per interval.
+    fn failed(&self, event: &Event, handoff: &str, error: &str) {
+        let failures = self.stats.handoff_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        // A full disk fails every hand-off, so one line per interval with
+        // the running count is enough.
+        let mut last = self.last_failure_log.lock().expect("failure log lock");
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        tracing::error!(
+            extension = self.name,
+            signal = %event.signal.kind(),
+            handoff,
+            event_id = %event.id,
+            failures_total = failures,
+            %error,
+            "durable hand-off failed; more failures within 10 s are only counted"
+        );
+    }
+}
+
+/// Calls every hand-off that takes each event, in order, catching panics,
+/// and returns the receipts with the index of their extension.
+fn run_handoffs(handoffs: &[Handoffs], events: &[Arc<Event>]) -> Vec<(usize, Arc<Event>, Receipt)> {
+    let mut receipts = Vec::new();
+    for event in events {
+        let kind = event.signal.kind();
+        for (index, extension) in handoffs.iter().enumerate() {
+            if extension.kinds & kind.bit() == 0 {
+                continue;
+            }
+            for registration in extension.registrations.iter().filter(|r| r.kind == kind) {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    (registration.hand_off)(event, &extension.state)
+                }));
+                match outcome {
+                    Ok(Ok(receipt)) => receipts.push((index, event.clone(), receipt)),
+                    Ok(Err(message)) => extension.failed(event, registration.name, &message),
+                    Err(panic) => {
+                        let message = format!("panicked: {}", panic_message(&panic));
+                        extension.failed(event, registration.name, &message);
+                    }
                 }
-                *last = Some(now);
-                tracing::error!(
-                    extension = extension.name,
-                    signal = %kind,
-                    handoff = registration.name,
-                    event_id = %event.id,
-                    failures_total = failures,
-                    %error,
-                    "durable hand-off failed; more failures within 10 s are only counted"
-                );
             }
         }
     }
+    receipts
 }
 
 /// Returns the text of a panic payload, when it has one.

@@ -20,7 +20,7 @@ use registry_signals::{
     TaskRegistration,
 };
 
-pub use dispatch::{Dispatcher, ExtensionStats, OwnedCandidate};
+pub use dispatch::{Dispatcher, ExtensionStats, OwnedCandidate, Pending};
 pub use runtime::{ExtensionRuntime, Observers, StartError};
 
 mod runtime;
@@ -57,14 +57,28 @@ impl LinkedExtension {
         self.state.is_some()
     }
 
-    /// Returns the set of signal kinds its receivers take, as bits.
+    /// Returns the set of signal kinds its receivers take, as bits, less
+    /// those that its configuration turns away.
     pub fn kinds(&self) -> u32 {
-        self.receivers.iter().fold(0, |bits, r| bits | r.kind.bit())
+        let kinds = self.receivers.iter().fold(0, |bits, r| bits | r.kind.bit());
+        self.configured(kinds)
     }
 
-    /// Returns the set of signal kinds its hand-offs take, as bits.
+    /// Returns the set of signal kinds its hand-offs take, as bits, less
+    /// those that its configuration turns away.
     pub fn handoff_kinds(&self) -> u32 {
-        self.handoffs.iter().fold(0, |bits, h| bits | h.kind.bit())
+        let kinds = self.handoffs.iter().fold(0, |bits, h| bits | h.kind.bit());
+        self.configured(kinds)
+    }
+
+    fn configured(&self, kinds: u32) -> u32 {
+        let Some(state) = &self.state else {
+            return kinds;
+        };
+        SignalKind::ALL
+            .into_iter()
+            .filter(|kind| kinds & kind.bit() != 0 && (self.registration.receives)(state, *kind))
+            .fold(0, |bits, kind| bits | kind.bit())
     }
 }
 
