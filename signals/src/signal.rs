@@ -186,6 +186,9 @@ pub struct ManifestPushed {
     pub tags: Vec<String>,
     /// The digest in the manifest's `subject` field.
     pub subject: Option<String>,
+    /// The manifest exactly as stored, shared and not copied, so that a
+    /// receiver can read its annotations without a trip to storage.
+    pub bytes: bytes::Bytes,
 }
 
 /// A manifest was removed.

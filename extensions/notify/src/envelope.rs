@@ -294,6 +294,7 @@ mod tests {
             tag: Some("v1".to_owned()),
             tags: vec!["v1".to_owned()],
             subject: None,
+            bytes: Default::default(),
         };
         let record = record(&event(Signal::from(pushed)), None).unwrap();
         let target = &record.event["target"];
@@ -354,6 +355,7 @@ mod tests {
             tag: None,
             tags: vec!["x".to_owned(), "y".to_owned()],
             subject: None,
+            bytes: Default::default(),
         };
         let records = records(&event(Signal::from(pushed)), None);
         assert_eq!(records.len(), 2);

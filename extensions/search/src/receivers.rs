@@ -6,6 +6,7 @@ use registry_signals::{
 };
 
 use crate::config::SearchConfig;
+use crate::description::manifest_description;
 use crate::state::Update;
 
 pub(crate) fn repository_created(
@@ -33,6 +34,7 @@ pub(crate) fn tag_created(_event: &Event, tag: &TagCreated, config: &SearchConfi
         repository: tag.repository.clone(),
         tag: tag.tag.clone(),
         digest: tag.digest.clone(),
+        description: None,
     });
 }
 
@@ -48,10 +50,13 @@ pub(crate) fn tag_deleted(_event: &Event, tag: &TagDeleted, config: &SearchConfi
 /// repository is indexed.
 pub(crate) fn manifest_pushed(_event: &Event, pushed: &ManifestPushed, config: &SearchConfig) {
     let update = match &pushed.tag {
+        // The event carries the manifest, so the description needs no
+        // read from storage.
         Some(tag) => Update::SetTag {
             repository: pushed.repository.clone(),
             tag: tag.clone(),
             digest: pushed.digest.clone(),
+            description: Some(manifest_description(&pushed.bytes)),
         },
         None => Update::AddRepository {
             repository: pushed.repository.clone(),

@@ -23,6 +23,9 @@ pub enum Update {
         repository: String,
         tag: String,
         digest: String,
+        /// The manifest's description when the event carried the
+        /// manifest; `None` to read it through the registry's view.
+        description: Option<Option<String>>,
     },
     /// The tag is gone.
     RemoveTag { repository: String, tag: String },

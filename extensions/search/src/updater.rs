@@ -191,6 +191,7 @@ pub async fn apply(state: &SearchState, view: &dyn RegistryView, update: Update)
             repository,
             tag,
             digest,
+            description: known,
         } => {
             // A push by tag fires both `manifest_pushed` and, when the tag
             // moves, `tag_created`: the second only refreshes recency.
@@ -199,8 +200,15 @@ pub async fn apply(state: &SearchState, view: &dyn RegistryView, update: Update)
             }
             // Only this task writes the index, because `take_updates` lets
             // one task run, so no change can slip in while the read awaits.
-            let description = match view.manifest(&repository, &digest).await {
-                Ok(manifest) => manifest.and_then(|m| manifest_description(&m.bytes)),
+            let read = match known {
+                Some(description) => Ok(description),
+                None => view
+                    .manifest(&repository, &digest)
+                    .await
+                    .map(|manifest| manifest.and_then(|m| manifest_description(&m.bytes))),
+            };
+            let description = match read {
+                Ok(description) => description,
                 Err(error) => {
                     tracing::warn!(
                         target: "registry_ext_search",
@@ -324,6 +332,7 @@ mod tests {
             repository: repository.to_owned(),
             tag: tag.to_owned(),
             digest: digest.to_owned(),
+            description: None,
         }
     }
 

@@ -216,6 +216,7 @@ pub async fn put(
         },
         tags: tags.iter().map(Tag::to_string).collect(),
         subject: subject.as_ref().map(Digest::to_string),
+        bytes: bytes.clone(),
     };
     let put = ManifestPut {
         digest: digest.clone(),
