@@ -223,7 +223,20 @@ fn push_blob(registry: &Registry, repository: &str, content: &[u8]) -> String {
 /// manifest's digest once the registry acknowledged it.
 fn push_image(registry: &Registry, repository: &str, tag: &str) -> String {
     let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"tag\":\"{tag}\"}}");
-    let config_digest = push_blob(registry, repository, config.as_bytes());
+    push_manifest(registry, repository, config.as_bytes(), Some(tag), "")
+}
+
+/// Pushes `config` and an image manifest that references it, by `tag`, or
+/// by its digest when `tag` is `None`, with `query` after the path. Returns
+/// the manifest's digest once the registry acknowledged it.
+fn push_manifest(
+    registry: &Registry,
+    repository: &str,
+    config: &[u8],
+    tag: Option<&str>,
+    query: &str,
+) -> String {
+    let config_digest = push_blob(registry, repository, config);
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -235,15 +248,17 @@ fn push_image(registry: &Registry, repository: &str, tag: &str) -> String {
         "layers": [],
     });
     let bytes = serde_json::to_vec(&manifest).unwrap();
-    let url = registry.url(&format!("/v2/{repository}/manifests/{tag}"));
+    let digest = sha256_digest(&bytes);
+    let reference = tag.unwrap_or(&digest);
+    let url = registry.url(&format!("/v2/{repository}/manifests/{reference}{query}"));
     let response = client()
         .put(url)
         .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(bytes.clone())
+        .body(bytes)
         .send()
         .unwrap();
     assert_eq!(response.status(), 201, "manifest push failed");
-    sha256_digest(&bytes)
+    digest
 }
 
 /// Returns the manifest push events as (repository, tag) in arrival order.
@@ -404,29 +419,7 @@ fn push_by_digest_and_redirect_are_handled() {
 
     // A push by digest with two tag parameters gives one push event per tag.
     let config = b"{\"architecture\":\"amd64\",\"os\":\"linux\"}";
-    let config_digest = push_blob(&registry, "hooks/digest", config);
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config.len(),
-        },
-        "layers": [],
-    });
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    let digest = sha256_digest(&bytes);
-    let url = registry.url(&format!(
-        "/v2/hooks/digest/manifests/{digest}?tag=a1&tag=b1"
-    ));
-    let response = client()
-        .put(url)
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(bytes)
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    push_manifest(&registry, "hooks/digest", config, None, "?tag=a1&tag=b1");
 
     let events = receiver.wait_for(3);
     assert_eq!(

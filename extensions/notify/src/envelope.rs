@@ -58,110 +58,47 @@ fn record(event: &Event, url_base: Option<&str>) -> Option<Record> {
         Some(base) => base.trim_end_matches('/').to_owned(),
         None => format!("http://{}", context.host.as_deref().unwrap_or("localhost")),
     };
-    let manifest_url =
-        |repository: &str, digest: &str| format!("{base}/v2/{repository}/manifests/{digest}");
-    let blob_url =
-        |repository: &str, digest: &str| format!("{base}/v2/{repository}/blobs/{digest}");
 
-    let (action, media_type, mut target) = match &event.signal {
+    let (action, target) = match &event.signal {
         Signal::ManifestPushed(p) => (
             "push",
-            p.media_type.clone(),
-            target(
-                &p.media_type,
-                &p.digest,
-                Some(p.size),
+            Target::manifest(
                 &p.repository,
-                &manifest_url(&p.repository, &p.digest),
+                &p.digest,
+                &p.media_type,
+                Some(p.size),
                 p.tag.as_deref(),
             ),
         ),
         Signal::ManifestPulled(p) => (
             "pull",
-            p.media_type.clone(),
-            target(
-                &p.media_type,
-                &p.digest,
-                Some(p.size),
+            Target::manifest(
                 &p.repository,
-                &manifest_url(&p.repository, &p.digest),
+                &p.digest,
+                &p.media_type,
+                Some(p.size),
                 p.tag.as_deref(),
             ),
         ),
         Signal::ManifestDeleted(p) => (
             "delete",
-            String::new(),
-            target(
-                "",
-                &p.digest,
-                None,
-                &p.repository,
-                &manifest_url(&p.repository, &p.digest),
-                None,
-            ),
+            Target::manifest(&p.repository, &p.digest, "", None, None),
         ),
         Signal::TagDeleted(p) => (
             "delete",
-            String::new(),
-            target(
-                "",
-                &p.digest,
-                None,
-                &p.repository,
-                &manifest_url(&p.repository, &p.digest),
-                Some(&p.tag),
-            ),
+            Target::manifest(&p.repository, &p.digest, "", None, Some(&p.tag)),
         ),
-        Signal::BlobPushed(p) => (
-            "push",
-            BLOB_MEDIA_TYPE.to_owned(),
-            target(
-                BLOB_MEDIA_TYPE,
-                &p.digest,
-                Some(p.size),
-                &p.repository,
-                &blob_url(&p.repository, &p.digest),
-                None,
-            ),
-        ),
-        Signal::BlobPulled(p) => (
-            "pull",
-            BLOB_MEDIA_TYPE.to_owned(),
-            target(
-                BLOB_MEDIA_TYPE,
-                &p.digest,
-                Some(p.size),
-                &p.repository,
-                &blob_url(&p.repository, &p.digest),
-                None,
-            ),
-        ),
+        Signal::BlobPushed(p) => ("push", Target::blob(&p.repository, &p.digest, Some(p.size))),
+        Signal::BlobPulled(p) => ("pull", Target::blob(&p.repository, &p.digest, Some(p.size))),
         Signal::BlobMounted(p) => (
             "mount",
-            BLOB_MEDIA_TYPE.to_owned(),
-            target(
-                BLOB_MEDIA_TYPE,
-                &p.digest,
-                Some(p.size),
-                &p.repository,
-                &blob_url(&p.repository, &p.digest),
-                None,
-            ),
+            Target::blob(&p.repository, &p.digest, Some(p.size)),
         ),
-        Signal::BlobDeleted(p) => (
-            "delete",
-            BLOB_MEDIA_TYPE.to_owned(),
-            target(
-                BLOB_MEDIA_TYPE,
-                &p.digest,
-                None,
-                &p.repository,
-                &blob_url(&p.repository, &p.digest),
-                None,
-            ),
-        ),
+        Signal::BlobDeleted(p) => ("delete", Target::blob(&p.repository, &p.digest, None)),
         _ => return None,
     };
+    let media_type = target.media_type.to_owned();
+    let mut target = target.to_json(&base);
     if let Signal::BlobMounted(p) = &event.signal
         && let Some(from) = &p.source_repository
     {
@@ -206,31 +143,72 @@ fn record(event: &Event, url_base: Option<&str>) -> Option<Record> {
     })
 }
 
-fn target(
-    media_type: &str,
-    digest: &str,
+/// The object an event is about, as the `target` of the Go registry's
+/// event.
+struct Target<'a> {
+    /// `manifests` or `blobs`, the path segment of its URL.
+    collection: &'static str,
+    repository: &'a str,
+    digest: &'a str,
+    /// Empty when the event does not know it (deletes of manifests).
+    media_type: &'a str,
     size: Option<u64>,
-    repository: &str,
-    url: &str,
-    tag: Option<&str>,
-) -> Value {
-    let mut target = json!({
-        "digest": digest,
-        "repository": repository,
-        "url": url,
-    });
-    if !media_type.is_empty() {
-        target["mediaType"] = json!(media_type);
+    tag: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    fn manifest(
+        repository: &'a str,
+        digest: &'a str,
+        media_type: &'a str,
+        size: Option<u64>,
+        tag: Option<&'a str>,
+    ) -> Self {
+        Self {
+            collection: "manifests",
+            repository,
+            digest,
+            media_type,
+            size,
+            tag,
+        }
     }
-    if let Some(size) = size {
-        // `length` repeats `size`, as in the Go registry.
-        target["size"] = json!(size);
-        target["length"] = json!(size);
+
+    fn blob(repository: &'a str, digest: &'a str, size: Option<u64>) -> Self {
+        Self {
+            collection: "blobs",
+            repository,
+            digest,
+            media_type: BLOB_MEDIA_TYPE,
+            size,
+            tag: None,
+        }
     }
-    if let Some(tag) = tag {
-        target["tag"] = json!(tag);
+
+    /// Returns the target object, with its URL under `base`.
+    fn to_json(&self, base: &str) -> Value {
+        let url = format!(
+            "{base}/v2/{}/{}/{}",
+            self.repository, self.collection, self.digest
+        );
+        let mut target = json!({
+            "digest": self.digest,
+            "repository": self.repository,
+            "url": url,
+        });
+        if !self.media_type.is_empty() {
+            target["mediaType"] = json!(self.media_type);
+        }
+        if let Some(size) = self.size {
+            // `length` repeats `size`, as in the Go registry.
+            target["size"] = json!(size);
+            target["length"] = json!(size);
+        }
+        if let Some(tag) = self.tag {
+            target["tag"] = json!(tag);
+        }
+        target
     }
-    target
 }
 
 /// Builds the Go registry's envelope of a batch of events.
