@@ -42,23 +42,23 @@ impl std::error::Error for Rejection {}
 
 /// What a hand-off returns: done, or a wait for work that it started.
 ///
-/// A hand-off runs while the registry holds the repository's ordering
-/// lock, so that hand-offs see one repository's changes in order. A
-/// hand-off that only needs the order there (queueing a record for a
-/// writer thread, say) returns a receipt that waits for the rest (the
-/// sync to disk), and the registry waits for it after releasing the lock,
-/// before the response. Concurrent changes then share the slow part.
+/// A hand-off runs while the registry has the repository's ordering lock,
+/// so that hand-offs see one repository's changes in order. A hand-off
+/// that needs the lock only for the order (it queues a record for a writer
+/// thread, say) returns a receipt for the rest, such as the sync to disk.
+/// The registry awaits the receipt after it releases the lock and before
+/// the response, so concurrent changes share the slow part.
 pub struct Receipt(Option<crate::BoxFuture<'static, Result<(), String>>>);
 
 impl Receipt {
-    /// A hand-off that finished its work.
+    /// Returns the receipt of a hand-off that finished its work.
     pub fn done() -> Self {
         Self(None)
     }
 
-    /// A hand-off whose work finishes with `work`, a future that must not
-    /// block its thread (await a channel that a worker thread completes,
-    /// for example).
+    /// Returns the receipt of a hand-off whose work finishes with `work`, a
+    /// future that must not block its thread (it may await a channel that
+    /// a worker thread completes, for example).
     pub fn wait_for(
         work: impl std::future::Future<Output = Result<(), String>> + Send + 'static,
     ) -> Self {

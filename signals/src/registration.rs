@@ -39,8 +39,8 @@ pub trait ExtensionConfig: DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Tells whether the extension, as configured, takes events of `kind`
-    /// in its receivers and hand-offs. The registry asks once at startup
-    /// and builds no event of a kind that no extension takes, so an
+    /// in its receivers and hand-offs. The registry calls it once at
+    /// startup and builds no event of a kind that no extension takes, so an
     /// extension whose configuration ignores a kind (webhooks without pull
     /// events) costs its requests nothing. Default: every kind.
     fn receives(&self, kind: SignalKind) -> bool {

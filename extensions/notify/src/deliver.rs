@@ -256,10 +256,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads from the outbox. The lines were written moments ago and are in
-/// the page cache, and a read takes at most 256 KiB, so it runs on the
-/// task's own thread: a trip to the blocking pool per read cost more than
-/// the read itself.
+/// Reads from the outbox on the task's own thread. The lines were written
+/// moments ago, so they are in the page cache, and one read takes at most
+/// 256 KiB. A trip to the blocking pool per read cost more than the read.
 async fn read(reader: &mut Reader, after: u64, max: usize) -> std::io::Result<Vec<(u64, Record)>> {
     reader.read(after, max)
 }

@@ -109,7 +109,9 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
         .directory
         .clone()
         .unwrap_or_else(|| context.data_dir().join("outbox"));
-    // A disabled endpoint keeps its cursor file but holds nothing back.
+
+    // A disabled endpoint keeps its cursor file, but its cursor does not
+    // keep delivered segments on disk.
     let names: Vec<String> = config
         .endpoints
         .iter()
@@ -117,12 +119,13 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
         .map(|e| e.name.clone())
         .collect();
     let outbox = Outbox::open(&directory, config.outbox.max_size.as_u64(), &names)
-        .map_err(|e| format!("cannot open the outbox in {}: {e}", directory.display()))?;
+        .map_err(|e| format!("failed to open the outbox in {}: {e}", directory.display()))?;
     let outbox = Arc::new(outbox);
     let delivery = Arc::new(Delivery::new(config, outbox.clone())?);
     context
         .telemetry()
         .register(Arc::new(deliver::Metrics(delivery.clone())));
+
     let runtime = Runtime { outbox, delivery };
     if config.runtime.0.set(runtime).is_err() {
         return Err("the extension was set up twice".to_owned());

@@ -68,8 +68,8 @@ impl FsStorage {
         Self::open_with(root, &registry_config::BlobCache::default())
     }
 
-    /// Opens storage rooted at `root`, keeping small blobs in memory as
-    /// `cache` says.
+    /// Opens storage rooted at `root`, keeping small blobs in memory as set
+    /// by `cache`.
     ///
     /// # Errors
     ///
