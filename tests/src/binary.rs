@@ -1,8 +1,10 @@
 //! Locating the `registry` binary under test.
 
+use std::collections::BTreeMap;
 use std::env;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// The environment variable that names a prebuilt `registry` binary to test
 /// instead of the one that cargo builds, for example a release build.
@@ -11,78 +13,89 @@ pub const BINARY_VARIABLE: &str = "REGISTRY_E2E_BINARY";
 /// Returns the path of the `registry` binary, building it on first use.
 ///
 /// With `REGISTRY_E2E_BINARY` set, that path is used as it is. Otherwise the
-/// first call runs `cargo build -p registry --bin registry` for this
-/// workspace with the cargo that runs the tests, in the same target
-/// directory, and later calls in the same test process reuse the path.
-/// `CARGO_BIN_EXE_registry` cannot serve here, because cargo sets it only for
-/// the tests of the package that owns the binary.
+/// binary is built as [`workspace_binary`] builds it, with the registry's
+/// default features. `CARGO_BIN_EXE_registry` cannot serve here, because
+/// cargo sets it only for the tests of the package that owns the binary.
 ///
 /// # Panics
 ///
 /// When the build fails, with cargo's messages.
 pub fn registry_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = env::var_os(BINARY_VARIABLE) {
-            return PathBuf::from(path);
-        }
-
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let build = escargot::CargoBuild::new()
-            .manifest_path(&manifest)
-            .package("registry")
-            .bin("registry")
-            .run()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "building the registry binary with cargo failed \
-                     (set {BINARY_VARIABLE} to test a prebuilt binary): {error}"
-                )
-            });
-        build.path().to_path_buf()
+    BINARY.get_or_init(|| match env::var_os(BINARY_VARIABLE) {
+        Some(path) => PathBuf::from(path),
+        None => workspace_binary("registry", "registry", &[]),
     })
 }
 
 /// Returns the path of a binary of this workspace built with `features`,
 /// building it on first use for each combination.
 ///
-/// A build with features goes to its own target directory under
-/// `target/e2e-builds/`, so that it never replaces the default `registry`
-/// binary that other tests of the same run use.
+/// The build runs in the workspace's own target directory, so that it
+/// reuses the dependencies that the tests were built with instead of
+/// compiling a second copy of them. Cargo writes every build of the same
+/// binary to one path, whatever its features, so the result is copied to
+/// `target/e2e-builds/<package>-<bin>[-<features>]/<bin>`, and a lock file
+/// there keeps test processes that build at the same time from copying one
+/// another's build.
 ///
 /// # Panics
 ///
 /// When the build fails, with cargo's messages.
 pub fn workspace_binary(package: &str, bin: &str, features: &[&str]) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>>> =
-        OnceLock::new();
-    let key = format!("{package}/{bin}/{}", features.join(","));
-    let built = BUILT.get_or_init(Default::default);
-    let mut built = built
+    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let mut name = format!("{package}-{bin}");
+    for feature in features {
+        name.push('-');
+        name.push_str(feature);
+    }
+    let mut built = BUILT
+        .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(path) = built.get(&key) {
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(path) = built.get(&name) {
         return path.clone();
     }
 
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let builds = workspace.join("target/e2e-builds");
+    fs::create_dir_all(&builds)
+        .unwrap_or_else(|error| panic!("creating {}: {error}", builds.display()));
+    let lock_path = builds.join("lock");
+    let lock = File::create(&lock_path)
+        .unwrap_or_else(|error| panic!("creating {}: {error}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|error| panic!("locking {}: {error}", lock_path.display()));
+
     let mut build = escargot::CargoBuild::new()
         .manifest_path(workspace.join("Cargo.toml"))
         .package(package)
         .bin(bin);
     if !features.is_empty() {
-        let directory = format!("{package}-{}", features.join("-"));
-        build = build
-            .features(features.join(" "))
-            .target_dir(workspace.join("target/e2e-builds").join(directory));
+        build = build.features(features.join(" "));
     }
-    let path = build
-        .run()
+    let output = build.run().unwrap_or_else(|error| {
+        panic!(
+            "building {bin} of {package} with features {features:?} failed \
+             (set {BINARY_VARIABLE} to test a prebuilt registry binary): {error}"
+        )
+    });
+
+    let directory = builds.join(&name);
+    let path = directory.join(bin);
+    let partial = directory.join(format!("{bin}.partial"));
+    fs::create_dir_all(&directory)
+        .and_then(|()| fs::copy(output.path(), &partial))
+        .and_then(|_| fs::rename(&partial, &path))
         .unwrap_or_else(|error| {
-            panic!("building {bin} of {package} with features {features:?} failed: {error}")
-        })
-        .path()
-        .to_path_buf();
-    built.insert(key, path.clone());
+            panic!(
+                "copying {} to {}: {error}",
+                output.path().display(),
+                path.display()
+            )
+        });
+    drop(lock);
+
+    built.insert(name, path.clone());
     path
 }
