@@ -80,15 +80,15 @@ impl Fetch {
         if reply.status != StatusCode::OK {
             bail!("{} {}: status {}", self.method, self.path, reply.status);
         }
-        if let Some(expected) = self.expected_len {
-            if reply.body_len != expected {
-                bail!(
-                    "{} {}: {} bytes, expected {expected}",
-                    self.method,
-                    self.path,
-                    reply.body_len
-                );
-            }
+        if let Some(expected) = self.expected_len
+            && reply.body_len != expected
+        {
+            bail!(
+                "{} {}: {} bytes, expected {expected}",
+                self.method,
+                self.path,
+                reply.body_len
+            );
         }
         Ok(reply.body_len)
     }

@@ -229,10 +229,10 @@ impl Server {
             let reply = connection
                 .send(Method::GET, path, &[], Chunks::empty(), false)
                 .await;
-            if let Ok(reply) = reply {
-                if reply.status == StatusCode::OK {
-                    return Ok(began.elapsed());
-                }
+            if let Ok(reply) = reply
+                && reply.status == StatusCode::OK
+            {
+                return Ok(began.elapsed());
             }
             if began.elapsed() > STARTUP_TIMEOUT {
                 bail!("no 200 on {path} within {STARTUP_TIMEOUT:?}");

@@ -32,10 +32,8 @@ pub(crate) fn from_value<T: DeserializeOwned>(
             Segment::Map { key } => is_secret_key(key),
             _ => false,
         });
-        if secret {
-            if let Some(found) = value_at(value, tracked) {
-                message = mask_in_message(&message, found);
-            }
+        if secret && let Some(found) = value_at(value, tracked) {
+            message = mask_in_message(&message, found);
         }
 
         let variable = origins.variable_at(&path).map(str::to_owned);

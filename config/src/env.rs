@@ -137,12 +137,11 @@ fn typed_scalar(raw: &str) -> Value {
         && raw
             .chars()
             .all(|character| character.is_ascii_alphanumeric() || "+-._~".contains(character));
-    if plain {
-        if let Ok(value @ (Value::Null | Value::Bool(_) | Value::Number(_))) =
+    if plain
+        && let Ok(value @ (Value::Null | Value::Bool(_) | Value::Number(_))) =
             serde_yaml::from_str::<Value>(raw)
-        {
-            return value;
-        }
+    {
+        return value;
     }
     Value::String(raw.to_owned())
 }

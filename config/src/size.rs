@@ -104,7 +104,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.0;
         for (unit, multiplier) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-            if bytes != 0 && bytes % multiplier == 0 {
+            if bytes != 0 && bytes.is_multiple_of(multiplier) {
                 return write!(formatter, "{}{unit}", bytes / multiplier);
             }
         }

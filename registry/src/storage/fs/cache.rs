@@ -65,7 +65,7 @@ impl Cache {
 
     /// Returns whether a value read since `ticket` may be cached.
     fn still_valid(&self, ticket: Ticket) -> bool {
-        ticket.0 % 2 == 0 && self.epoch.load(Ordering::Acquire) == ticket.0
+        ticket.0.is_multiple_of(2) && self.epoch.load(Ordering::Acquire) == ticket.0
     }
 
     /// Starts a change to disk in `repo`. When the returned guard drops,

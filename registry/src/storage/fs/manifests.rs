@@ -312,10 +312,11 @@ fn remove_manifest(
         let path = tags_dir.join(&name);
         let points_here = files::read_optional(&path)?
             .is_some_and(|bytes| bytes.trim_ascii() == digest.to_string().as_bytes());
-        if points_here && files::remove_optional(&path)? {
-            if let Ok(tag) = Tag::parse(&name) {
-                removed_tags.push(tag);
-            }
+        if points_here
+            && files::remove_optional(&path)?
+            && let Ok(tag) = Tag::parse(&name)
+        {
+            removed_tags.push(tag);
         }
     }
     files::remove_file_and_empty_parents(&revision, &layout.manifests(repo))?;
