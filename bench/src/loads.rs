@@ -17,6 +17,8 @@ use crate::table::{Better, Metric, MetricTable};
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub quick: bool,
+    /// Runs only the comparison of builds with and without extensions.
+    pub extensions_only: bool,
     /// Rounds of every load; each value reported is the median over them.
     pub rounds: usize,
     /// Rounds of the extension comparison, whose target (3%) is smaller
@@ -42,6 +44,7 @@ impl Plan {
     pub fn full() -> Plan {
         Plan {
             quick: false,
+            extensions_only: false,
             rounds: 3,
             extension_rounds: 5,
             duration: Duration::from_secs(2),
@@ -58,6 +61,7 @@ impl Plan {
     pub fn quick() -> Plan {
         Plan {
             quick: true,
+            extensions_only: false,
             rounds: 1,
             extension_rounds: 1,
             duration: Duration::from_millis(300),

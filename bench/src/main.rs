@@ -76,6 +76,11 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
+    /// Only compare the build without extensions against `--registry-full`,
+    /// which takes about a minute; the peers and nginx are not started.
+    #[arg(long, requires = "registry_full")]
+    extensions_only: bool,
+
     /// Rounds of every load [default: 3, and 5 for the extension comparison;
     /// 1 with --quick].
     #[arg(long, value_name = "N")]
@@ -108,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         Plan::full()
     };
+    plan.extensions_only = cli.extensions_only;
     if let Some(rounds) = cli.rounds {
         if rounds == 0 {
             bail!("invalid --rounds 0: at least one round is needed");

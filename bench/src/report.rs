@@ -31,7 +31,11 @@ fn sections(results: &Results, checks: &[Check], command: &str) -> Vec<Section> 
         ),
         format!(
             "plan: {} mode; rounds: {} ({} for the extension comparison); {:.1} s per load, {:.1} s per list load, {} blobs per push load; the run took {:.0} s",
-            if plan.quick { "quick" } else { "full" },
+            match (plan.quick, plan.extensions_only) {
+                (_, true) => "extensions-only",
+                (true, false) => "quick",
+                (false, false) => "full",
+            },
             plan.rounds,
             plan.extension_rounds,
             plan.duration.as_secs_f64(),
@@ -55,23 +59,23 @@ fn sections(results: &Results, checks: &[Check], command: &str) -> Vec<Section> 
             .to_owned(),
     );
 
-    let mut sections = vec![
-        Section {
-            heading: "Run".to_owned(),
-            table: None,
-            lines: header,
-        },
-        Section {
+    let mut sections = vec![Section {
+        heading: "Run".to_owned(),
+        table: None,
+        lines: header,
+    }];
+    if !plan.extensions_only {
+        sections.push(Section {
             heading: "Registries compared".to_owned(),
             table: Some(results.comparison.render()),
             lines: Vec::new(),
-        },
-        Section {
+        });
+        sections.push(Section {
             heading: "Machine limits".to_owned(),
             table: Some(results.limits.render()),
             lines: Vec::new(),
-        },
-    ];
+        });
+    }
     if let Some(extensions) = &results.extensions {
         sections.push(Section {
             heading: "Cost of extensions".to_owned(),

@@ -128,45 +128,9 @@ pub async fn run(plan: Plan, binaries: &Binaries) -> Result<Results> {
     );
     let mut limits = MetricTable::new(vec!["value".to_owned()], limit_metrics(&run.plan, &machine));
 
-    // The catalog of the smaller size is measured in rounds of its own,
-    // before the catalog grows to the larger size.
-    let peers = run.start_peers(binaries, &mut comparison).await?;
-    run.seed(&peers).await?;
-    for round in 0..run.plan.rounds {
-        run.measure_peers(Load::CatalogSmall, &peers, &mut comparison, round)
+    if !run.plan.extensions_only {
+        run.compare_peers(binaries, &mut comparison, &mut limits)
             .await?;
-    }
-    run.grow_catalog(&peers).await?;
-
-    let nginx = run.start_nginx(&binaries.nginx).await?;
-    for round in 0..run.plan.rounds {
-        run.measure_limits(&mut limits, &nginx.server, round)
-            .await?;
-        for load in MAIN_LOADS {
-            run.measure_peers(load, &peers, &mut comparison, round)
-                .await?;
-        }
-    }
-    drop(nginx);
-
-    for (column, peer) in peers.iter().enumerate() {
-        let reading = procfs::read_process(peer.server.pid)?;
-        comparison.record(
-            "peak_rss",
-            column,
-            reading.peak_rss_bytes as f64 / MIB as f64,
-        );
-    }
-    let launchers: Vec<(&str, Launcher)> = peers
-        .into_iter()
-        .map(|peer| (peer.name, peer.launcher))
-        .collect();
-    run.measure_startup(&launchers, &mut comparison).await?;
-    for (column, binary) in [&binaries.registry, &binaries.distribution, &binaries.crane]
-        .into_iter()
-        .enumerate()
-    {
-        comparison.record("binary", column, file_mib(binary)?);
     }
 
     let extensions = match &binaries.registry_full {
@@ -190,6 +154,54 @@ pub async fn run(plan: Plan, binaries: &Binaries) -> Result<Results> {
 }
 
 impl Run {
+    /// Measures this registry against its peers and the machine's limits.
+    async fn compare_peers(
+        &mut self,
+        binaries: &Binaries,
+        comparison: &mut MetricTable,
+        limits: &mut MetricTable,
+    ) -> Result<()> {
+        // The catalog of the smaller size is measured in rounds of its own,
+        // before the catalog grows to the larger size.
+        let peers = self.start_peers(binaries, comparison).await?;
+        self.seed(&peers).await?;
+        for round in 0..self.plan.rounds {
+            self.measure_peers(Load::CatalogSmall, &peers, comparison, round)
+                .await?;
+        }
+        self.grow_catalog(&peers).await?;
+
+        let nginx = self.start_nginx(&binaries.nginx).await?;
+        for round in 0..self.plan.rounds {
+            self.measure_limits(limits, &nginx.server, round).await?;
+            for load in MAIN_LOADS {
+                self.measure_peers(load, &peers, comparison, round).await?;
+            }
+        }
+        drop(nginx);
+
+        for (column, peer) in peers.iter().enumerate() {
+            let reading = procfs::read_process(peer.server.pid)?;
+            comparison.record(
+                "peak_rss",
+                column,
+                reading.peak_rss_bytes as f64 / MIB as f64,
+            );
+        }
+        let launchers: Vec<(&str, Launcher)> = peers
+            .into_iter()
+            .map(|peer| (peer.name, peer.launcher))
+            .collect();
+        self.measure_startup(&launchers, comparison).await?;
+        for (column, binary) in [&binaries.registry, &binaries.distribution, &binaries.crane]
+            .into_iter()
+            .enumerate()
+        {
+            comparison.record("binary", column, file_mib(binary)?);
+        }
+        Ok(())
+    }
+
     fn progress(&self, message: &str) {
         eprintln!("[{:>6.1}s] {message}", self.started.elapsed().as_secs_f64());
     }

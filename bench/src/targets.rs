@@ -81,8 +81,12 @@ impl Check {
     }
 }
 
-/// Checks every target against `results`.
+/// Checks every target against `results`, or only the extension targets
+/// after a run of the extension comparison alone.
 pub fn evaluate(results: &Results) -> Vec<Check> {
+    if results.plan.extensions_only {
+        return extension_cost(results);
+    }
     let table = &results.comparison;
     let mut checks = Vec::new();
 
