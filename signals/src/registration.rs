@@ -107,7 +107,8 @@ pub struct GuardRegistration {
 
 /// A durable hand-off, as registered by [`handoff!`](crate::handoff): it
 /// runs inside the request after the change is stored and before the
-/// response, with a time limit (`signals.handofftimeout`).
+/// response, and must not block; what it leaves to wait for has a time
+/// limit (`signals.handofftimeout`).
 #[derive(Debug)]
 pub struct HandoffRegistration {
     /// The extension it belongs to.
@@ -435,11 +436,12 @@ macro_rules! guard {
 
 /// Registers a durable hand-off of an extension: like a receiver, but
 /// called inside the request after the change is stored and before the
-/// response, on a blocking thread, while the repository's ordering lock is
-/// held. It returns a [`Receipt`](crate::Receipt): done, or a wait for
-/// work it started, which the registry waits for after releasing the lock.
-/// The hand-offs of one change get `signals.handofftimeout` in all. An
-/// error or a timeout is logged and counted; the client still gets its
+/// response, on the request's task, while the repository's ordering lock
+/// is held. It must not block: it queues its work (a record for a writer
+/// thread, say) and returns a [`Receipt`](crate::Receipt), done or a wait
+/// for that work, which the registry awaits after releasing the lock. The
+/// receipts of one change get `signals.handofftimeout` in all. An error, a
+/// panic or a timeout is logged and counted; the client still gets its
 /// success, because the change is already stored.
 ///
 /// ```ignore

@@ -131,7 +131,14 @@ fn hand_off_push(
 ) -> Result<Receipt, String> {
     match pushed.tag.as_deref() {
         Some("fail") => return Err("courier cannot store this event".to_owned()),
-        Some("stall") => std::thread::sleep(Duration::from_millis(config.stall_ms)),
+        // A hand-off must not block, so a stall is a receipt that waits.
+        Some("stall") => {
+            let stall = Duration::from_millis(config.stall_ms);
+            return Ok(Receipt::wait_for(async move {
+                tokio::time::sleep(stall).await;
+                Ok(())
+            }));
+        }
         // The receipt fails, as a sync to disk that fails after the
         // record was queued.
         Some("fail-later") => {

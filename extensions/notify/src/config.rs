@@ -43,6 +43,13 @@ pub struct OutboxSettings {
     /// The disk space that the outbox may take. Default: `256MiB`.
     #[serde(rename = "maxsize")]
     pub max_size: ByteSize,
+
+    /// The maximum time that the events of a change wait for those of other
+    /// changes, so that one sync to disk covers them all. The writer waits
+    /// only while changes arrive closer together than this; a lone change
+    /// is synced at once. `0s` syncs at once always. Default: `2ms`.
+    #[serde(rename = "syncdelay", with = "humantime_serde")]
+    pub sync_delay: Duration,
 }
 
 impl Default for OutboxSettings {
@@ -50,9 +57,21 @@ impl Default for OutboxSettings {
         Self {
             directory: None,
             max_size: ByteSize::mib(256),
+            sync_delay: DEFAULT_SYNC_DELAY,
         }
     }
 }
+
+/// The default of `outbox.syncdelay`. On the benchmark's virtual machine a
+/// sync costs about 150 µs of CPU (an estimate from the CPU per request).
+/// With a sync per change, a stream of manifest PUTs to one repository ran
+/// at 0.82 times the rate without webhooks; with this delay, at 0.96 to
+/// 0.99 times.
+const DEFAULT_SYNC_DELAY: Duration = Duration::from_millis(2);
+
+/// The upper bound of `outbox.syncdelay`: each change waits up to this
+/// long before its response.
+const MAX_SYNC_DELAY: Duration = Duration::from_millis(100);
 
 /// The body format of an endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -300,6 +319,14 @@ impl ExtensionConfig for NotifyConfig {
                 self.outbox.max_size
             ));
         }
+        if self.outbox.sync_delay > MAX_SYNC_DELAY {
+            return Err(format!(
+                "outbox.syncdelay: {} is too long, because every change waits up to \
+                 that long before its response; the maximum is {}",
+                humantime::format_duration(self.outbox.sync_delay),
+                humantime::format_duration(MAX_SYNC_DELAY)
+            ));
+        }
         if let Some(base) = &self.url_base {
             let http = base.starts_with("http://") || base.starts_with("https://");
             if !http || reqwest::Url::parse(base).is_err() {
@@ -372,6 +399,21 @@ mod tests {
         assert!(config.receives(SignalKind::ManifestPushed));
         let none = NotifyConfig::default();
         assert!(!none.receives(SignalKind::ManifestPushed));
+    }
+
+    #[test]
+    fn syncdelay_is_bounded() {
+        let config: NotifyConfig = serde_yaml::from_str("outbox:\n  syncdelay: 0s\n").unwrap();
+        assert_eq!(config.outbox.sync_delay, Duration::ZERO);
+        assert!(config.validate().is_ok());
+
+        let config: NotifyConfig = serde_yaml::from_str("outbox:\n  syncdelay: 1s\n").unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(
+            error.contains("outbox.syncdelay: 1s is too long"),
+            "{error}"
+        );
+        assert!(error.contains("the maximum is 100ms"), "{error}");
     }
 
     #[test]

@@ -335,7 +335,16 @@ impl Collector for Metrics {
                 });
             }
         }
-        families.into()
+        let mut families: Vec<MetricFamily> = families.into();
+        families.push(
+            MetricFamily::new(
+                "registry_notify_outbox_syncs_total",
+                "Syncs to disk of the outbox; each covers the events of one or more changes.",
+                MetricKind::Counter,
+            )
+            .sample(&[], shared.syncs.load(Ordering::Relaxed) as f64),
+        );
+        families
     }
 }
 

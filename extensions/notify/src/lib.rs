@@ -13,6 +13,7 @@
 //!     outbox:
 //!       directory: /var/lib/registry/extensions/notify   # default: under the storage root
 //!       maxsize: 256MiB          # disk bound of undelivered events
+//!       syncdelay: 2ms           # wait for other changes to share a sync
 //!     endpoints:
 //!       - name: audit            # letters, digits, `.`, `_` and `-`
 //!         url: https://hooks.example.com/registry
@@ -56,7 +57,8 @@
 //! Metrics, per endpoint: `registry_notify_events_delivered_total`,
 //! `registry_notify_attempts_failed_total`, `registry_notify_retrying`
 //! (1 while the endpoint waits to retry), `registry_notify_events_pending`
-//! and `registry_notify_events_dropped_total`.
+//! and `registry_notify_events_dropped_total`; for the whole outbox,
+//! `registry_notify_outbox_syncs_total`.
 
 mod config;
 mod deliver;
@@ -118,8 +120,13 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
         .filter(|e| !e.disabled)
         .map(|e| e.name.clone())
         .collect();
-    let outbox = Outbox::open(&directory, config.outbox.max_size.as_u64(), &names)
-        .map_err(|e| format!("failed to open the outbox in {}: {e}", directory.display()))?;
+    let outbox = Outbox::open(
+        &directory,
+        config.outbox.max_size.as_u64(),
+        config.outbox.sync_delay,
+        &names,
+    )
+    .map_err(|e| format!("failed to open the outbox in {}: {e}", directory.display()))?;
     let outbox = Arc::new(outbox);
     let delivery = Arc::new(Delivery::new(config, outbox.clone())?);
     context

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,8 @@ pub struct Shared {
     pub cursors: Vec<Cursor>,
     /// Tells readers that events were appended.
     pub appended: tokio::sync::watch::Sender<u64>,
+    /// Syncs to disk of appended events.
+    pub syncs: AtomicU64,
 }
 
 impl Shared {
@@ -84,6 +87,12 @@ enum Command {
     Collect,
 }
 
+impl Command {
+    fn is_durable(&self) -> bool {
+        matches!(self, Command::Append { durable: true, .. })
+    }
+}
+
 /// The outbox of one registry process.
 #[derive(Debug)]
 pub struct Outbox {
@@ -98,7 +107,14 @@ pub struct Outbox {
 impl Outbox {
     /// Opens or creates the outbox in `dir` for `endpoints`, and starts its
     /// writer. An endpoint without a cursor starts at the newest event.
-    pub fn open(dir: &Path, max_size: u64, endpoints: &[String]) -> io::Result<Self> {
+    /// `sync_delay` is how long the writer may wait for more durable
+    /// appends before a sync, while they arrive closer together than that.
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        sync_delay: Duration,
+        endpoints: &[String],
+    ) -> io::Result<Self> {
         fs::create_dir_all(dir.join("cursors"))?;
         fs::create_dir_all(dir.join("cursors.tmp"))?;
         let lock_file = OpenOptions::new()
@@ -157,6 +173,7 @@ impl Outbox {
             last_seq: AtomicU64::new(last_seq),
             cursors,
             appended,
+            syncs: AtomicU64::new(0),
         });
         let (sender, receiver) = channel();
         let current = segments.last().expect("one segment exists");
@@ -169,6 +186,8 @@ impl Outbox {
             file,
             next_seq: last_seq + 1,
             shared: shared.clone(),
+            sync_delay,
+            last_durable: None,
         };
         std::thread::Builder::new()
             .name("notify-outbox".to_owned())
@@ -368,17 +387,43 @@ struct Writer {
     file: File,
     next_seq: u64,
     shared: Arc<Shared>,
+    /// The longest wait for more durable appends before a sync.
+    sync_delay: Duration,
+    /// When the last durable append arrived.
+    last_durable: Option<Instant>,
 }
 
 impl Writer {
     fn run(mut self, commands: Receiver<Command>) {
         while let Ok(first) = commands.recv() {
+            let arrived = Instant::now();
+            // While durable appends arrive closer together than the delay,
+            // more are likely to come within it, and waiting for them lets
+            // one sync cover them all. A lone append is synced at once.
+            let streaming = first.is_durable()
+                && self
+                    .last_durable
+                    .is_some_and(|at| arrived.duration_since(at) < self.sync_delay);
+            let deadline = arrived + self.sync_delay;
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
-                match commands.try_recv() {
-                    Ok(command) => group.push(command),
-                    Err(_) => break,
-                }
+                let next = match commands.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(_) if streaming => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            None
+                        } else {
+                            commands.recv_timeout(left).ok()
+                        }
+                    }
+                    Err(_) => None,
+                };
+                let Some(command) = next else { break };
+                group.push(command);
+            }
+            if group.iter().any(Command::is_durable) {
+                self.last_durable = Some(Instant::now());
             }
             self.handle(group);
         }
@@ -448,6 +493,7 @@ impl Writer {
         let current = self.segments.last_mut().expect("one segment exists");
         let written = self.file.write_all(buffer).and_then(|()| {
             if durable {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 self.file.sync_data()
             } else {
                 Ok(())
@@ -660,9 +706,43 @@ mod tests {
     }
 
     #[test]
+    fn close_appends_share_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = Duration::from_millis(300);
+        let outbox = Outbox::open(dir.path(), 1 << 30, delay, &["a".to_owned()]).unwrap();
+        let syncs = || outbox.shared().syncs.load(Ordering::Relaxed);
+
+        // The first append has no append before it, so it is synced at once.
+        wait(outbox.append(vec![record(1)], true));
+        assert_eq!(syncs(), 1);
+
+        // The next two follow it closely, so the writer waits for the
+        // second before it syncs the first.
+        let second = outbox.append(vec![record(2)], true);
+        let third = outbox.append(vec![record(3)], true);
+        wait(second);
+        wait(third);
+        assert_eq!(syncs(), 2);
+        let events = outbox.reader().read(0, 10).unwrap();
+        assert_eq!(ids(&events), ["e1", "e2", "e3"]);
+    }
+
+    #[test]
+    fn lone_append_is_synced_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = Duration::from_secs(60);
+        let outbox = Outbox::open(dir.path(), 1 << 30, delay, &["a".to_owned()]).unwrap();
+        let started = Instant::now();
+        wait(outbox.append(vec![record(1)], true));
+        // Far below the delay: the append did not wait for others.
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(outbox.shared().syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn appends_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
         for n in 1..=5 {
             wait(outbox.append(vec![record(n)], true));
         }
@@ -679,7 +759,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
         {
-            let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+            let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
             wait(outbox.append(vec![record(1)], true));
             wait(outbox.append(vec![record(2)], true));
             outbox.advance("a", 1).unwrap();
@@ -689,7 +769,7 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&segment.path).unwrap();
         file.write_all(b"{\"seq\":3,\"act").unwrap();
 
-        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
         assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
         wait(outbox.append(vec![record(3)], true));
@@ -702,11 +782,12 @@ mod tests {
     fn new_endpoint_starts_at_newest_event() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+            let outbox =
+                Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
             wait(outbox.append(vec![record(1)], true));
         }
         let names = ["a".to_owned(), "b".to_owned()];
-        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 0);
         assert_eq!(outbox.shared().cursor("b").seq.load(Ordering::Relaxed), 1);
     }
@@ -714,7 +795,7 @@ mod tests {
     #[test]
     fn bound_drops_oldest_segment_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 6 << 20, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(dir.path(), 6 << 20, Duration::ZERO, &["a".to_owned()]).unwrap();
         let big = "x".repeat(64 << 10);
         let mut n = 0;
         // About 12 MiB of events, three segments' worth, nothing delivered.
@@ -750,7 +831,7 @@ mod tests {
     #[test]
     fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
         let big = "x".repeat(64 << 10);
         for n in 1..=130 {
             let mut r = record(n);
@@ -774,7 +855,7 @@ mod tests {
         let names = ["a".to_owned()];
         {
             // A 1 MiB bound makes segments of 256 KiB.
-            let outbox = Outbox::open(dir.path(), 1 << 20, &names).unwrap();
+            let outbox = Outbox::open(dir.path(), 1 << 20, Duration::ZERO, &names).unwrap();
             let pad = "x".repeat(16 << 10);
             for n in 1..=40 {
                 let mut r = record(n);
@@ -788,7 +869,7 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&older.path).unwrap();
         file.set_len(older.size - 100).unwrap();
 
-        let outbox = Outbox::open(dir.path(), 1 << 20, &names).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 20, Duration::ZERO, &names).unwrap();
         let events = outbox.reader().read(0, 100).unwrap();
         let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
         let newest_first = segments.last().unwrap().first;
@@ -803,14 +884,14 @@ mod tests {
     fn cursor_files_of_similar_names_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["x".to_owned(), "x.tmp".to_owned()];
-        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
         for n in 1..=3 {
             wait(outbox.append(vec![record(n)], true));
         }
         outbox.advance("x", 3).unwrap();
         outbox.advance("x.tmp", 1).unwrap();
         drop(outbox);
-        let outbox = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
         assert_eq!(outbox.shared().cursor("x").seq.load(Ordering::Relaxed), 3);
         assert_eq!(
             outbox.shared().cursor("x.tmp").seq.load(Ordering::Relaxed),
@@ -822,8 +903,8 @@ mod tests {
     fn second_open_of_one_folder_fails() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        let _first = Outbox::open(dir.path(), 1 << 30, &names).unwrap();
-        let error = Outbox::open(dir.path(), 1 << 30, &names).unwrap_err();
+        let _first = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+        let error = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap_err();
         assert!(
             error.to_string().contains("locked by another process"),
             "{error}"
@@ -834,9 +915,9 @@ mod tests {
     fn invalid_cursor_names_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        drop(Outbox::open(dir.path(), 1 << 30, &names).unwrap());
+        drop(Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap());
         fs::write(dir.path().join("cursors/a"), "abc").unwrap();
-        let error = Outbox::open(dir.path(), 1 << 30, &names).unwrap_err();
+        let error = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap_err();
         assert!(error.to_string().contains("cursors/a"), "{error}");
     }
 }

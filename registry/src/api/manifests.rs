@@ -230,8 +230,7 @@ pub async fn put(
     let signals = push_signals(pushed, &outcome);
     let pending = state
         .dispatcher
-        .emit_ordered(&request_context(state, parts), signals)
-        .await;
+        .emit_ordered(&request_context(state, parts), signals);
     drop(order);
     pending.finish().await;
     tracing::debug!(
@@ -338,8 +337,7 @@ pub async fn delete(
     };
     let pending = state
         .dispatcher
-        .emit_ordered(&request_context(state, parts), signals)
-        .await;
+        .emit_ordered(&request_context(state, parts), signals);
     drop(order);
     pending.finish().await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())

@@ -206,7 +206,7 @@ impl Dispatcher {
     /// and then [`Pending::finish`]. For changes made without the
     /// repository's ordering lock.
     pub async fn emit(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) {
-        self.emit_ordered(context, signals).await.finish().await;
+        self.emit_ordered(context, signals).finish().await;
     }
 
     /// Runs the durable hand-offs of the events, then queues the events
@@ -215,16 +215,13 @@ impl Dispatcher {
     ///
     /// Call it while holding the repository's ordering lock, so that
     /// hand-offs and receivers see the repository's changes in order. The
-    /// hand-offs may leave work to wait for (a sync to disk): release the
-    /// lock, then call [`Pending::finish`] before the response, so that
-    /// concurrent changes share that wait. Both phases together take at
-    /// most `signals.handofftimeout`. A failed or late hand-off is logged
-    /// and counted, because the change is already stored.
-    pub async fn emit_ordered(
-        &self,
-        context: &Arc<RequestContext>,
-        signals: Vec<Signal>,
-    ) -> Pending {
+    /// hand-offs run here, on the request's task, and may leave work to
+    /// wait for (a sync to disk): release the lock, then call
+    /// [`Pending::finish`] before the response, so that concurrent changes
+    /// share that wait, for at most `signals.handofftimeout`. A failed or
+    /// late hand-off is logged and counted, because the change is already
+    /// stored.
+    pub fn emit_ordered(&self, context: &Arc<RequestContext>, signals: Vec<Signal>) -> Pending {
         let deadline = tokio::time::Instant::now() + self.handoff_timeout;
         let mut events = Vec::with_capacity(signals.len());
         for signal in signals {
@@ -251,7 +248,10 @@ impl Dispatcher {
             .iter()
             .any(|e| self.handed_off & e.signal.kind().bit() != 0)
         {
-            pending.receipts = self.hand_off(&events, deadline).await;
+            // A trip to the blocking pool would cost two thread switches
+            // inside the ordering lock, which serializes the changes of a
+            // repository, so hand-offs must not block (see `handoff!`).
+            pending.receipts = run_handoffs(&self.handoffs, &events);
         }
         for event in events {
             let kind = event.signal.kind();
@@ -260,42 +260,6 @@ impl Dispatcher {
             }
         }
         pending
-    }
-
-    /// Calls the hand-offs on the blocking pool and returns their
-    /// receipts, by the index of their extension in `handoffs`.
-    async fn hand_off(
-        &self,
-        events: &[Arc<Event>],
-        deadline: tokio::time::Instant,
-    ) -> Vec<(usize, Arc<Event>, Receipt)> {
-        let handoffs = self.handoffs.clone();
-        let batch = events.to_vec();
-        let task = tokio::task::spawn_blocking(move || run_handoffs(&handoffs, &batch));
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(receipts)) => receipts,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "hand-off task failed");
-                Vec::new()
-            }
-            Err(_) => {
-                // The task keeps running on its thread; the events it has
-                // not reached yet are still queued for the receivers.
-                for handoffs in self.handoffs.iter() {
-                    handoffs
-                        .stats
-                        .handoff_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::error!(
-                    timeout = %humantime::format_duration(self.handoff_timeout),
-                    events = events.len(),
-                    first_event_id = %events[0].id,
-                    "durable hand-offs timed out (signals.handofftimeout); the response goes out"
-                );
-                Vec::new()
-            }
-        }
     }
 
     /// Returns the delivery counters as metrics: events by signal, and
