@@ -13,7 +13,7 @@
 //!     outbox:
 //!       directory: /var/lib/registry/extensions/notify   # default: under the storage root
 //!       maxsize: 256MiB          # disk bound of undelivered events
-//!       syncdelay: 2ms           # wait for other changes to share a sync
+//!       syncdelay: 5ms           # wait for other changes to share a sync
 //!     endpoints:
 //!       - name: audit            # letters, digits, `.`, `_` and `-`
 //!         url: https://hooks.example.com/registry

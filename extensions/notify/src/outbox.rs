@@ -7,7 +7,8 @@
 //!   starts when the current one passes a quarter of the bound, at most
 //!   `MAX_SEGMENT_BYTES`.
 //! - `cursors/<endpoint>`: the sequence number of the last event the
-//!   endpoint received or skipped, replaced through `cursors.tmp/`.
+//!   endpoint received or skipped, in 20 digits and a newline, overwritten
+//!   in place.
 //! - `lock`: locked by the process that owns the outbox.
 //!
 //! One writer thread appends. It takes every append waiting in its queue,
@@ -19,6 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -54,6 +56,8 @@ pub struct Cursor {
     pub seq: AtomicU64,
     /// Events removed by the disk bound before the endpoint received them.
     pub dropped: AtomicU64,
+    /// The cursor file, kept open for updates.
+    file: File,
 }
 
 /// State shared by the writer, the readers and the metrics.
@@ -116,7 +120,6 @@ impl Outbox {
         endpoints: &[String],
     ) -> io::Result<Self> {
         fs::create_dir_all(dir.join("cursors"))?;
-        fs::create_dir_all(dir.join("cursors.tmp"))?;
         let lock_file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -157,16 +160,21 @@ impl Outbox {
                          and does not receive the events already in the outbox"
                     );
                 }
-                Cursor {
+                let seq = seq.unwrap_or(last_seq).min(last_seq);
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(cursor_path(dir, &name))?;
+                write_cursor(&file, seq)?;
+                Ok(Cursor {
                     name,
-                    seq: AtomicU64::new(seq.unwrap_or(last_seq).min(last_seq)),
+                    seq: AtomicU64::new(seq),
                     dropped: AtomicU64::new(0),
-                }
+                    file,
+                })
             })
-            .collect();
-        for cursor in &cursors {
-            write_cursor(dir, &cursor.name, cursor.seq.load(Ordering::Relaxed))?;
-        }
+            .collect::<io::Result<_>>()?;
 
         let (appended, _) = tokio::sync::watch::channel(last_seq);
         let shared = Arc::new(Shared {
@@ -241,8 +249,8 @@ impl Outbox {
             return Ok(());
         }
         // A lost cursor update only makes the endpoint receive events again,
-        // so the file is renamed into place without a sync.
-        write_cursor(&self.dir, name, seq)?;
+        // so the file is written without a sync.
+        write_cursor(&cursor.file, seq)?;
         let _ = self.send(Command::Collect);
         Ok(())
     }
@@ -368,12 +376,12 @@ fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<u64>> {
     }
 }
 
-/// Replaces a cursor file. The new content goes to a file of the same name
-/// in `cursors.tmp/` first, so no two endpoints share a temporary file.
-fn write_cursor(dir: &Path, name: &str, seq: u64) -> io::Result<()> {
-    let tmp = dir.join("cursors.tmp").join(name);
-    fs::write(&tmp, seq.to_string())?;
-    fs::rename(&tmp, cursor_path(dir, name))
+/// Overwrites a cursor file with one write of fixed length, which leaves
+/// the old number or the new one, and creates no file. A new file and a
+/// rename per update took 1.5% of the registry's CPU time under a stream
+/// of manifest PUTs, in a profile on ext4.
+fn write_cursor(file: &File, seq: u64) -> io::Result<()> {
+    file.write_all_at(format!("{seq:020}\n").as_bytes(), 0)
 }
 
 /// The writer thread's state.
@@ -387,7 +395,7 @@ struct Writer {
     file: File,
     next_seq: u64,
     shared: Arc<Shared>,
-    /// The longest wait for more durable appends before a sync.
+    /// The maximum wait for more durable appends before a sync.
     sync_delay: Duration,
     /// When the last durable append arrived.
     last_durable: Option<Instant>,
@@ -540,7 +548,7 @@ impl Writer {
                 let lost = last - seq.max(segment.first - 1);
                 cursor.dropped.fetch_add(lost, Ordering::Relaxed);
                 cursor.seq.fetch_max(last, Ordering::Relaxed);
-                write_cursor(&self.dir, &cursor.name, last)?;
+                write_cursor(&cursor.file, last)?;
                 tracing::warn!(
                     endpoint = %cursor.name,
                     lost,

@@ -3,7 +3,8 @@
 //! Each enabled extension with receivers has a bounded queue and a worker
 //! thread of its own. A request only pushes into the queues (`try_send`,
 //! never waiting), so a slow or stuck extension costs requests nothing; a
-//! full queue drops the event and counts it. The worker calls the receivers
+//! full queue drops the event and counts it. The events of one change go
+//! into a queue together, so that they wake its worker once. The worker calls the receivers
 //! in registration order and catches their panics. Events of one repository
 //! are emitted in commit order (the API holds the repository's ordering lock
 //! while it commits and emits), and a single queue keeps that order.
@@ -23,6 +24,10 @@ use registry_signals::{
 
 use super::LinkedExtension;
 use super::guards::Guards;
+
+/// The pause of a worker after it emptied its queue, before it waits for
+/// more. Receivers get events up to this much later.
+const WORKER_PAUSE: Duration = Duration::from_millis(1);
 
 /// Minimum time between two warnings about dropped events of one extension.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -60,9 +65,12 @@ struct Worker {
     name: &'static str,
     /// Signal kinds its receivers take, as bits.
     kinds: u32,
-    /// The sending end of its queue. Taken (and so closed) at shutdown,
-    /// which lets the worker finish the queue and stop.
-    sender: Mutex<Option<SyncSender<Arc<Event>>>>,
+    /// The sending end of its queue, which carries the events of one
+    /// change at a time. Taken (and so closed) at shutdown, which lets the
+    /// worker finish the queue and stop.
+    sender: Mutex<Option<SyncSender<Vec<Arc<Event>>>>>,
+    /// The events that the queue takes (`signals.queuesize`).
+    capacity: u64,
     stats: Arc<ExtensionStats>,
     /// When a drop was last logged, for rate limiting.
     last_drop_warning: Mutex<Option<Instant>>,
@@ -149,6 +157,7 @@ impl Dispatcher {
                 name,
                 kinds: extension.kinds(),
                 sender: Mutex::new(Some(sender)),
+                capacity: capacity as u64,
                 stats,
                 last_drop_warning: Mutex::new(None),
                 finished: Mutex::new(Some(finished)),
@@ -253,10 +262,14 @@ impl Dispatcher {
             // repository, so hand-offs must not block (see `handoff!`).
             pending.receipts = run_handoffs(&self.handoffs, &events);
         }
-        for event in events {
-            let kind = event.signal.kind();
-            for worker in self.workers.iter().filter(|w| w.kinds & kind.bit() != 0) {
-                worker.send(event.clone());
+        for worker in &self.workers {
+            let batch: Vec<Arc<Event>> = events
+                .iter()
+                .filter(|e| worker.kinds & e.signal.kind().bit() != 0)
+                .cloned()
+                .collect();
+            if !batch.is_empty() {
+                worker.send(batch);
             }
         }
         pending
@@ -369,24 +382,42 @@ impl Dispatcher {
 }
 
 impl Worker {
-    fn send(&self, event: Arc<Event>) {
+    /// Queues the events of one change, dropping those that do not fit.
+    fn send(&self, mut batch: Vec<Arc<Event>>) {
         let sender = self.sender.lock().expect("sender lock");
         let Some(sender) = sender.as_ref() else {
             // Shutting down: the queue is closed.
             return;
         };
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match sender.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event)) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                self.warn_dropped(&event, dropped);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        let count = batch.len() as u64;
+        let before = self.stats.queued.fetch_add(count, Ordering::Relaxed);
+        let room = self.capacity.saturating_sub(before);
+        if room < count {
+            let excess = batch.split_off(room as usize);
+            self.drop_events(&excess);
+            if batch.is_empty() {
+                return;
             }
         }
+        // The channel takes as many changes as the queue takes events, and
+        // a change has at least one event, so the count above fills first.
+        match sender.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch)) => self.drop_events(&batch),
+            Err(TrySendError::Disconnected(batch)) => {
+                self.stats
+                    .queued
+                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts events that were counted as queued but did not fit.
+    fn drop_events(&self, events: &[Arc<Event>]) {
+        let count = events.len() as u64;
+        self.stats.queued.fetch_sub(count, Ordering::Relaxed);
+        let dropped = self.stats.dropped.fetch_add(count, Ordering::Relaxed) + count;
+        self.warn_dropped(&events[0], dropped);
     }
 
     fn warn_dropped(&self, event: &Event, dropped: u64) {
@@ -410,10 +441,30 @@ fn run_worker(
     name: &'static str,
     receivers: &[&'static ReceiverRegistration],
     state: &ExtensionState,
-    queue: Receiver<Arc<Event>>,
+    queue: Receiver<Vec<Arc<Event>>>,
     stats: &ExtensionStats,
 ) {
-    while let Ok(event) = queue.recv() {
+    while let Ok(first) = queue.recv() {
+        deliver(name, receivers, state, first, stats);
+        while let Ok(batch) = queue.try_recv() {
+            deliver(name, receivers, state, batch, stats);
+        }
+        // Events that arrive during the pause queue up without waking the
+        // thread, so a stream of changes wakes it about once per pause
+        // instead of once per change.
+        std::thread::sleep(WORKER_PAUSE);
+    }
+}
+
+/// Calls the receivers of each event in `batch`, catching their panics.
+fn deliver(
+    name: &'static str,
+    receivers: &[&'static ReceiverRegistration],
+    state: &ExtensionState,
+    batch: Vec<Arc<Event>>,
+    stats: &ExtensionStats,
+) {
+    for event in batch {
         stats.queued.fetch_sub(1, Ordering::Relaxed);
         let kind = event.signal.kind();
         for receiver in receivers.iter().filter(|r| r.kind == kind) {
