@@ -182,9 +182,15 @@ fn notify_binary() -> PathBuf {
 }
 
 fn start_registry(endpoints: &str) -> Registry {
+    start_registry_with("", endpoints)
+}
+
+/// Starts the registry with `settings` (lines of the notify section at
+/// its indent) before the endpoints.
+fn start_registry_with(settings: &str, endpoints: &str) -> Registry {
     Registry::start_with(Launch {
         binary: Some(notify_binary()),
-        extra_config: format!("extensions:\n  notify:\n    endpoints:\n{endpoints}"),
+        extra_config: format!("extensions:\n  notify:\n{settings}    endpoints:\n{endpoints}"),
         env: Vec::new(),
     })
 }
@@ -352,23 +358,31 @@ fn webhooks_carry_envelope_and_signature() {
 
 #[test]
 fn events_survive_kill_after_acknowledged_pushes() {
-    let mut receiver = Receiver::reserve();
-    // The receiver is down, so every event is still pending when the
-    // registry dies.
-    let mut registry = start_registry(&docker_endpoint(&receiver));
-    let mut pushed = Vec::new();
-    for n in 0..5 {
-        let tag = format!("t{n}");
-        push_image(&registry, "durable/app", &tag);
-        pushed.push(("durable/app".to_owned(), tag));
-    }
-    registry.kill();
+    // The default writes each change's events before the response and
+    // syncs them later; `always` syncs them before the response.
+    for settings in ["", "    outbox:\n      sync: always\n"] {
+        let mut receiver = Receiver::reserve();
+        // The receiver is down, so every event is still pending when the
+        // registry dies.
+        let mut registry = start_registry_with(settings, &docker_endpoint(&receiver));
+        let mut pushed = Vec::new();
+        for n in 0..5 {
+            let tag = format!("t{n}");
+            push_image(&registry, "durable/app", &tag);
+            pushed.push(("durable/app".to_owned(), tag));
+        }
+        registry.kill();
 
-    receiver.start();
-    registry.restart();
-    let events = receiver.wait_for(10);
-    assert_eq!(manifest_pushes(&events), pushed, "events: {events:#?}");
-    assert_eq!(events.len(), 10, "a config blob and a manifest per push");
+        receiver.start();
+        registry.restart();
+        let events = receiver.wait_for(10);
+        assert_eq!(
+            manifest_pushes(&events),
+            pushed,
+            "settings {settings:?}, events: {events:#?}"
+        );
+        assert_eq!(events.len(), 10, "a config blob and a manifest per push");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::RuntimeCell;
 use crate::envelope::Record;
+use crate::outbox::SyncPolicy;
 
 /// The `extensions.notify` section.
 #[derive(Debug, Default, Deserialize)]
@@ -44,12 +45,48 @@ pub struct OutboxSettings {
     #[serde(rename = "maxsize")]
     pub max_size: ByteSize,
 
-    /// The maximum time that the events of a change wait for those of other
-    /// changes, so that one sync to disk covers them all. The writer waits
-    /// only while changes arrive closer together than this; a lone change
-    /// is synced at once. `0s` syncs at once always. Default: `5ms`.
+    /// When the events of a change are synced to disk. Default:
+    /// `interval`.
+    pub sync: SyncMode,
+
+    /// With `sync: interval`, the maximum time between the write of an
+    /// event and its sync to disk. Default: `1s`.
+    #[serde(rename = "syncinterval", with = "humantime_serde")]
+    pub sync_interval: Duration,
+
+    /// With `sync: always`, the maximum time that the events of a change
+    /// wait for those of other changes, so that one sync to disk covers
+    /// them all. The writer waits only while changes arrive closer
+    /// together than this; a lone change is synced at once. `0s` syncs at
+    /// once always. Default: `5ms`.
     #[serde(rename = "syncdelay", with = "humantime_serde")]
     pub sync_delay: Duration,
+}
+
+/// The values of `outbox.sync`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// The events of a change are written to the outbox before the
+    /// response, which survives a killed or restarted registry. They are
+    /// synced to disk within `syncinterval`, so a crash of the machine or
+    /// a power loss can lose the events of that last interval.
+    #[default]
+    Interval,
+    /// The events of a change are synced to disk before the response.
+    Always,
+}
+
+impl OutboxSettings {
+    /// Returns the outbox's sync policy.
+    pub(crate) fn sync_policy(&self) -> SyncPolicy {
+        match self.sync {
+            SyncMode::Interval => SyncPolicy::Interval(self.sync_interval),
+            SyncMode::Always => SyncPolicy::Always {
+                delay: self.sync_delay,
+            },
+        }
+    }
 }
 
 impl Default for OutboxSettings {
@@ -57,6 +94,8 @@ impl Default for OutboxSettings {
         Self {
             directory: None,
             max_size: ByteSize::mib(256),
+            sync: SyncMode::Interval,
+            sync_interval: Duration::from_secs(1),
             sync_delay: DEFAULT_SYNC_DELAY,
         }
     }
@@ -73,6 +112,10 @@ const DEFAULT_SYNC_DELAY: Duration = Duration::from_millis(5);
 /// The upper bound of `outbox.syncdelay`: each change waits up to this
 /// long before its response.
 const MAX_SYNC_DELAY: Duration = Duration::from_millis(100);
+
+/// The upper bound of `outbox.syncinterval`: a crash of the machine can
+/// lose the events of up to this long.
+const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The body format of an endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -320,6 +363,14 @@ impl ExtensionConfig for NotifyConfig {
                 self.outbox.max_size
             ));
         }
+        if self.outbox.sync_interval.is_zero() || self.outbox.sync_interval > MAX_SYNC_INTERVAL {
+            return Err(format!(
+                "outbox.syncinterval: {} is out of range; use more than 0s and at most {}, \
+                 or sync: always to sync each change before its response",
+                humantime::format_duration(self.outbox.sync_interval),
+                humantime::format_duration(MAX_SYNC_INTERVAL)
+            ));
+        }
         if self.outbox.sync_delay > MAX_SYNC_DELAY {
             return Err(format!(
                 "outbox.syncdelay: {} is too long, because every change waits up to \
@@ -400,6 +451,38 @@ mod tests {
         assert!(config.receives(SignalKind::ManifestPushed));
         let none = NotifyConfig::default();
         assert!(!none.receives(SignalKind::ManifestPushed));
+    }
+
+    #[test]
+    fn sync_defaults_to_interval() {
+        let config = NotifyConfig::default();
+        assert_eq!(
+            config.outbox.sync_policy(),
+            SyncPolicy::Interval(Duration::from_secs(1))
+        );
+        let config: NotifyConfig =
+            serde_yaml::from_str("outbox:\n  sync: always\n  syncdelay: 3ms\n").unwrap();
+        assert_eq!(
+            config.outbox.sync_policy(),
+            SyncPolicy::Always {
+                delay: Duration::from_millis(3)
+            }
+        );
+    }
+
+    #[test]
+    fn syncinterval_is_bounded() {
+        for value in ["0s", "2m"] {
+            let yaml = format!("outbox:\n  syncinterval: {value}\n");
+            let config: NotifyConfig = serde_yaml::from_str(&yaml).unwrap();
+            let error = config.validate().unwrap_err();
+            assert!(error.contains("outbox.syncinterval"), "{error}");
+            assert!(error.contains("at most 1m"), "{error}");
+        }
+        let error = serde_yaml::from_str::<NotifyConfig>("outbox:\n  sync: sometimes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown variant `sometimes`"), "{error}");
     }
 
     #[test]

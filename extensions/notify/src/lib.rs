@@ -13,7 +13,9 @@
 //!     outbox:
 //!       directory: /var/lib/registry/extensions/notify   # default: under the storage root
 //!       maxsize: 256MiB          # disk bound of undelivered events
-//!       syncdelay: 5ms           # wait for other changes to share a sync
+//!       sync: interval           # or always: sync each change before its response
+//!       syncinterval: 1s         # with interval: time from a write to its sync
+//!       syncdelay: 5ms           # with always: wait for other changes to share a sync
 //!     endpoints:
 //!       - name: audit            # letters, digits, `.`, `_` and `-`
 //!         url: https://hooks.example.com/registry
@@ -32,14 +34,18 @@
 //! ```
 //!
 //! Delivery is at least once:
-//! - An event becomes durable in the outbox, an append-only log on disk,
-//!   inside the request that caused it: after the change is stored and
-//!   before the client gets its response (a durable hand-off, synced to
-//!   disk). A registry killed after a push was acknowledged still sends its
-//!   events when it starts again. Pull events are appended without waiting
-//!   for the disk, because a pull changes nothing, so a crash may lose the
-//!   last of them. A hand-off that fails (a full disk) or times out is
-//!   logged and counted, and the events of that change are lost.
+//! - An event is written to the outbox, an append-only log on disk, inside
+//!   the request that caused it: after the change is stored and before the
+//!   client gets its response (a durable hand-off). A registry killed after
+//!   a push was acknowledged still sends its events when it starts again.
+//!   With `sync: interval` (the default), the outbox is synced to disk
+//!   within `syncinterval` of a write, so a crash of the machine can lose
+//!   the events of that last interval. With `sync: always`, each change's
+//!   events are synced before the response. Pull events are appended
+//!   without waiting for the writer, because a pull changes nothing, so a
+//!   killed registry may lose the last of them. A hand-off that fails (a
+//!   full disk) or times out is logged and counted, and the events of that
+//!   change are lost.
 //! - Each endpoint has a cursor, the sequence number of the last event it
 //!   received, so it gets every event in order, each event's `id` stays the
 //!   same on every attempt, and receivers can drop duplicates by id.
@@ -72,7 +78,7 @@ use registry_signals::{
     ManifestPulled, ManifestPushed, Receipt, Shutdown, TagDeleted,
 };
 
-pub use config::{Endpoint, Format, Ignore, NotifyConfig, OutboxSettings};
+pub use config::{Endpoint, Format, Ignore, NotifyConfig, OutboxSettings, SyncMode};
 
 use crate::deliver::Delivery;
 use crate::outbox::Outbox;
@@ -123,7 +129,7 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
     let outbox = Outbox::open(
         &directory,
         config.outbox.max_size.as_u64(),
-        config.outbox.sync_delay,
+        config.outbox.sync_policy(),
         &names,
     )
     .map_err(|e| format!("failed to open the outbox in {}: {e}", directory.display()))?;

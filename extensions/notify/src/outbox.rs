@@ -11,9 +11,10 @@
 //!   in place.
 //! - `lock`: locked by the process that owns the outbox.
 //!
-//! One writer thread appends. It takes every append waiting in its queue,
-//! writes them with one write and, when any of them must be durable, one
-//! `fdatasync` (group commit). It also removes segments: those that every
+//! One writer thread appends. It takes every append waiting in its queue
+//! and writes them with one write. Under `SyncPolicy::Always`, when any of
+//! them must be durable, one `fdatasync` follows (group commit); under
+//! `SyncPolicy::Interval`, a sync follows within the interval. It also removes segments: those that every
 //! endpoint has passed, and the oldest ones while the outbox is over its
 //! bound. The newest segment always stays, so that sequence numbers
 //! continue after a restart.
@@ -23,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,19 @@ const READ_BYTES: usize = 256 << 10;
 
 /// The maximum number of appends written together.
 const MAX_GROUP: usize = 1024;
+
+/// When the outbox syncs appended events to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// A durable append is acknowledged once it is written, which survives
+    /// a killed process but not a crash of the machine. The writer syncs
+    /// within this interval of the first write that is not synced.
+    Interval(Duration),
+    /// A durable append is acknowledged once it is synced. While durable
+    /// appends arrive closer together than `delay`, the writer waits up to
+    /// `delay` for more, so that one sync covers them all.
+    Always { delay: Duration },
+}
 
 /// One line of a segment.
 #[derive(Serialize, Deserialize)]
@@ -111,12 +125,11 @@ pub struct Outbox {
 impl Outbox {
     /// Opens or creates the outbox in `dir` for `endpoints`, and starts its
     /// writer. An endpoint without a cursor starts at the newest event.
-    /// `sync_delay` is how long the writer may wait for more durable
-    /// appends before a sync, while they arrive closer together than that.
+    /// `sync` sets when appended events are synced to disk.
     pub fn open(
         dir: &Path,
         max_size: u64,
-        sync_delay: Duration,
+        sync: SyncPolicy,
         endpoints: &[String],
     ) -> io::Result<Self> {
         fs::create_dir_all(dir.join("cursors"))?;
@@ -194,8 +207,9 @@ impl Outbox {
             file,
             next_seq: last_seq + 1,
             shared: shared.clone(),
-            sync_delay,
+            sync,
             last_durable: None,
+            unsynced_since: None,
         };
         std::thread::Builder::new()
             .name("notify-outbox".to_owned())
@@ -395,24 +409,44 @@ struct Writer {
     file: File,
     next_seq: u64,
     shared: Arc<Shared>,
-    /// The maximum wait for more durable appends before a sync.
-    sync_delay: Duration,
+    sync: SyncPolicy,
     /// When the last durable append arrived.
     last_durable: Option<Instant>,
+    /// When the oldest write that is not synced yet was made.
+    unsynced_since: Option<Instant>,
 }
 
 impl Writer {
     fn run(mut self, commands: Receiver<Command>) {
-        while let Ok(first) = commands.recv() {
+        loop {
+            let first = match self.sync_due() {
+                Some(due) if due <= Instant::now() => {
+                    self.sync_written();
+                    continue;
+                }
+                Some(due) => match commands.recv_timeout(due - Instant::now()) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                },
+            };
             let arrived = Instant::now();
             // While durable appends arrive closer together than the delay,
             // more are likely to come within it, and waiting for them lets
             // one sync cover them all. A lone append is synced at once.
+            let delay = match self.sync {
+                SyncPolicy::Always { delay } => delay,
+                SyncPolicy::Interval(_) => Duration::ZERO,
+            };
             let streaming = first.is_durable()
                 && self
                     .last_durable
-                    .is_some_and(|at| arrived.duration_since(at) < self.sync_delay);
-            let deadline = arrived + self.sync_delay;
+                    .is_some_and(|at| arrived.duration_since(at) < delay);
+            let deadline = arrived + delay;
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 let next = match commands.try_recv() {
@@ -434,6 +468,28 @@ impl Writer {
                 self.last_durable = Some(Instant::now());
             }
             self.handle(group);
+        }
+        // The registry is stopping: what was written is synced now.
+        self.sync_written();
+    }
+
+    /// Returns when the writes that are not synced yet are due for a sync,
+    /// under `SyncPolicy::Interval`.
+    fn sync_due(&self) -> Option<Instant> {
+        match self.sync {
+            SyncPolicy::Interval(interval) => self.unsynced_since.map(|since| since + interval),
+            SyncPolicy::Always { .. } => None,
+        }
+    }
+
+    /// Syncs the writes that are not synced yet, logging a failure.
+    fn sync_written(&mut self) {
+        if self.unsynced_since.take().is_none() {
+            return;
+        }
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = self.file.sync_data() {
+            tracing::error!(%error, "notify: cannot sync the outbox to disk");
         }
     }
 
@@ -494,19 +550,24 @@ impl Writer {
         if current.size >= self.segment_bytes {
             // The old segment may end with lines that were not synced.
             self.file.sync_data()?;
+            self.unsynced_since = None;
             let segment = Segment::create(&self.dir, first_seq)?;
             self.file = OpenOptions::new().append(true).open(&segment.path)?;
             self.segments.push(segment);
         }
         let current = self.segments.last_mut().expect("one segment exists");
+        let sync_now = durable && matches!(self.sync, SyncPolicy::Always { .. });
         let written = self.file.write_all(buffer).and_then(|()| {
-            if durable {
+            if sync_now {
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 self.file.sync_data()
             } else {
                 Ok(())
             }
         });
+        if written.is_ok() && !sync_now {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+        }
         match written {
             Ok(()) => {
                 current.size += buffer.len() as u64;
@@ -717,7 +778,8 @@ mod tests {
     fn close_appends_share_one_sync() {
         let dir = tempfile::tempdir().unwrap();
         let delay = Duration::from_millis(300);
-        let outbox = Outbox::open(dir.path(), 1 << 30, delay, &["a".to_owned()]).unwrap();
+        let sync = SyncPolicy::Always { delay };
+        let outbox = Outbox::open(dir.path(), 1 << 30, sync, &["a".to_owned()]).unwrap();
         let syncs = || outbox.shared().syncs.load(Ordering::Relaxed);
 
         // The first append has no append before it, so it is synced at once.
@@ -736,10 +798,33 @@ mod tests {
     }
 
     #[test]
+    fn interval_sync_follows_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = SyncPolicy::Interval(Duration::from_millis(50));
+        let outbox = Outbox::open(dir.path(), 1 << 30, sync, &["a".to_owned()]).unwrap();
+        let syncs = || outbox.shared().syncs.load(Ordering::Relaxed);
+
+        // Acknowledged once written: readers see it before any sync.
+        wait(outbox.append(vec![record(1)], true));
+        let events = outbox.reader().read(0, 10).unwrap();
+        assert_eq!(ids(&events), ["e1"]);
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while syncs() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(syncs(), 1);
+        // Nothing new was written, so no further sync follows.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(syncs(), 1);
+    }
+
+    #[test]
     fn lone_append_is_synced_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let delay = Duration::from_secs(60);
-        let outbox = Outbox::open(dir.path(), 1 << 30, delay, &["a".to_owned()]).unwrap();
+        let sync = SyncPolicy::Always { delay };
+        let outbox = Outbox::open(dir.path(), 1 << 30, sync, &["a".to_owned()]).unwrap();
         let started = Instant::now();
         wait(outbox.append(vec![record(1)], true));
         // Far below the delay: the append did not wait for others.
@@ -750,7 +835,15 @@ mod tests {
     #[test]
     fn appends_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &["a".to_owned()],
+        )
+        .unwrap();
         for n in 1..=5 {
             wait(outbox.append(vec![record(n)], true));
         }
@@ -767,7 +860,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
         {
-            let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+            let outbox = Outbox::open(
+                dir.path(),
+                1 << 30,
+                SyncPolicy::Always {
+                    delay: Duration::ZERO,
+                },
+                &names,
+            )
+            .unwrap();
             wait(outbox.append(vec![record(1)], true));
             wait(outbox.append(vec![record(2)], true));
             outbox.advance("a", 1).unwrap();
@@ -777,7 +878,15 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&segment.path).unwrap();
         file.write_all(b"{\"seq\":3,\"act").unwrap();
 
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
         assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
         wait(outbox.append(vec![record(3)], true));
@@ -790,12 +899,27 @@ mod tests {
     fn new_endpoint_starts_at_newest_event() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let outbox =
-                Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
+            let outbox = Outbox::open(
+                dir.path(),
+                1 << 30,
+                SyncPolicy::Always {
+                    delay: Duration::ZERO,
+                },
+                &["a".to_owned()],
+            )
+            .unwrap();
             wait(outbox.append(vec![record(1)], true));
         }
         let names = ["a".to_owned(), "b".to_owned()];
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 0);
         assert_eq!(outbox.shared().cursor("b").seq.load(Ordering::Relaxed), 1);
     }
@@ -803,7 +927,15 @@ mod tests {
     #[test]
     fn bound_drops_oldest_segment_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 6 << 20, Duration::ZERO, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            6 << 20,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &["a".to_owned()],
+        )
+        .unwrap();
         let big = "x".repeat(64 << 10);
         let mut n = 0;
         // About 12 MiB of events, three segments' worth, nothing delivered.
@@ -839,7 +971,15 @@ mod tests {
     #[test]
     fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &["a".to_owned()]).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &["a".to_owned()],
+        )
+        .unwrap();
         let big = "x".repeat(64 << 10);
         for n in 1..=130 {
             let mut r = record(n);
@@ -863,7 +1003,15 @@ mod tests {
         let names = ["a".to_owned()];
         {
             // A 1 MiB bound makes segments of 256 KiB.
-            let outbox = Outbox::open(dir.path(), 1 << 20, Duration::ZERO, &names).unwrap();
+            let outbox = Outbox::open(
+                dir.path(),
+                1 << 20,
+                SyncPolicy::Always {
+                    delay: Duration::ZERO,
+                },
+                &names,
+            )
+            .unwrap();
             let pad = "x".repeat(16 << 10);
             for n in 1..=40 {
                 let mut r = record(n);
@@ -877,7 +1025,15 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&older.path).unwrap();
         file.set_len(older.size - 100).unwrap();
 
-        let outbox = Outbox::open(dir.path(), 1 << 20, Duration::ZERO, &names).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 20,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
         let events = outbox.reader().read(0, 100).unwrap();
         let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
         let newest_first = segments.last().unwrap().first;
@@ -892,14 +1048,30 @@ mod tests {
     fn cursor_files_of_similar_names_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["x".to_owned(), "x.tmp".to_owned()];
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
         for n in 1..=3 {
             wait(outbox.append(vec![record(n)], true));
         }
         outbox.advance("x", 3).unwrap();
         outbox.advance("x.tmp", 1).unwrap();
         drop(outbox);
-        let outbox = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
+        let outbox = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
         assert_eq!(outbox.shared().cursor("x").seq.load(Ordering::Relaxed), 3);
         assert_eq!(
             outbox.shared().cursor("x.tmp").seq.load(Ordering::Relaxed),
@@ -911,8 +1083,24 @@ mod tests {
     fn second_open_of_one_folder_fails() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        let _first = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap();
-        let error = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap_err();
+        let _first = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap();
+        let error = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap_err();
         assert!(
             error.to_string().contains("locked by another process"),
             "{error}"
@@ -923,9 +1111,27 @@ mod tests {
     fn invalid_cursor_names_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        drop(Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap());
+        drop(
+            Outbox::open(
+                dir.path(),
+                1 << 30,
+                SyncPolicy::Always {
+                    delay: Duration::ZERO,
+                },
+                &names,
+            )
+            .unwrap(),
+        );
         fs::write(dir.path().join("cursors/a"), "abc").unwrap();
-        let error = Outbox::open(dir.path(), 1 << 30, Duration::ZERO, &names).unwrap_err();
+        let error = Outbox::open(
+            dir.path(),
+            1 << 30,
+            SyncPolicy::Always {
+                delay: Duration::ZERO,
+            },
+            &names,
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("cursors/a"), "{error}");
     }
 }
