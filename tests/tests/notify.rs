@@ -358,9 +358,9 @@ fn webhooks_carry_envelope_and_signature() {
 
 #[test]
 fn events_survive_kill_after_acknowledged_pushes() {
-    // The default writes each change's events before the response and
-    // syncs them later; `always` syncs them before the response.
-    for settings in ["", "    outbox:\n      sync: always\n"] {
+    // The default syncs each change's events before the response;
+    // `interval` writes them before the response and syncs them later.
+    for settings in ["", "    outbox:\n      sync: interval\n"] {
         let mut receiver = Receiver::reserve();
         // The receiver is down, so every event is still pending when the
         // registry dies.

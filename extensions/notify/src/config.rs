@@ -45,8 +45,7 @@ pub struct OutboxSettings {
     #[serde(rename = "maxsize")]
     pub max_size: ByteSize,
 
-    /// When the events of a change are synced to disk. Default:
-    /// `interval`.
+    /// When the events of a change are synced to disk. Default: `always`.
     pub sync: SyncMode,
 
     /// With `sync: interval`, the maximum time between the write of an
@@ -71,9 +70,9 @@ pub enum SyncMode {
     /// response, which survives a killed or restarted registry. They are
     /// synced to disk within `syncinterval`, so a crash of the machine or
     /// a power loss can lose the events of that last interval.
-    #[default]
     Interval,
     /// The events of a change are synced to disk before the response.
+    #[default]
     Always,
 }
 
@@ -94,7 +93,7 @@ impl Default for OutboxSettings {
         Self {
             directory: None,
             max_size: ByteSize::mib(256),
-            sync: SyncMode::Interval,
+            sync: SyncMode::Always,
             sync_interval: Duration::from_secs(1),
             sync_delay: DEFAULT_SYNC_DELAY,
         }
@@ -454,19 +453,19 @@ mod tests {
     }
 
     #[test]
-    fn sync_defaults_to_interval() {
+    fn sync_defaults_to_always() {
         let config = NotifyConfig::default();
         assert_eq!(
             config.outbox.sync_policy(),
-            SyncPolicy::Interval(Duration::from_secs(1))
+            SyncPolicy::Always {
+                delay: Duration::from_millis(5)
+            }
         );
         let config: NotifyConfig =
-            serde_yaml::from_str("outbox:\n  sync: always\n  syncdelay: 3ms\n").unwrap();
+            serde_yaml::from_str("outbox:\n  sync: interval\n  syncinterval: 3s\n").unwrap();
         assert_eq!(
             config.outbox.sync_policy(),
-            SyncPolicy::Always {
-                delay: Duration::from_millis(3)
-            }
+            SyncPolicy::Interval(Duration::from_secs(3))
         );
     }
 

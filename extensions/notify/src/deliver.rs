@@ -146,6 +146,11 @@ impl Delivery {
             if let Err(error) = self.outbox.advance(&endpoint.name, last_seq) {
                 tracing::error!(endpoint = %endpoint.name, %error, "notify: cannot save the cursor");
             }
+            // Caught up: under a stream of changes, the next events would
+            // arrive one or two at a time, so gather them first.
+            if received.len() < batch_size && !shutdown.sleep(LINGER).await {
+                return;
+            }
         }
     }
 

@@ -13,7 +13,7 @@
 //!     outbox:
 //!       directory: /var/lib/registry/extensions/notify   # default: under the storage root
 //!       maxsize: 256MiB          # disk bound of undelivered events
-//!       sync: interval           # or always: sync each change before its response
+//!       sync: always             # or interval: sync within syncinterval of a write
 //!       syncinterval: 1s         # with interval: time from a write to its sync
 //!       syncdelay: 5ms           # with always: wait for other changes to share a sync
 //!     endpoints:
@@ -38,10 +38,10 @@
 //!   the request that caused it: after the change is stored and before the
 //!   client gets its response (a durable hand-off). A registry killed after
 //!   a push was acknowledged still sends its events when it starts again.
-//!   With `sync: interval` (the default), the outbox is synced to disk
-//!   within `syncinterval` of a write, so a crash of the machine can lose
-//!   the events of that last interval. With `sync: always`, each change's
-//!   events are synced before the response. Pull events are appended
+//!   With `sync: always` (the default), each change's events are also
+//!   synced to disk before the response. With `sync: interval`, the outbox
+//!   is synced within `syncinterval` of a write, so a crash of the machine
+//!   can lose the events of that last interval. Pull events are appended
 //!   without waiting for the writer, because a pull changes nothing, so a
 //!   killed registry may lose the last of them. A hand-off that fails (a
 //!   full disk) or times out is logged and counted, and the events of that

@@ -11,19 +11,21 @@
 //!   in place.
 //! - `lock`: locked by the process that owns the outbox.
 //!
-//! One writer thread appends. It takes every append waiting in its queue
-//! and writes them with one write. Under `SyncPolicy::Always`, when any of
-//! them must be durable, one `fdatasync` follows (group commit); under
-//! `SyncPolicy::Interval`, a sync follows within the interval. It also removes segments: those that every
-//! endpoint has passed, and the oldest ones while the outbox is over its
-//! bound. The newest segment always stays, so that sequence numbers
-//! continue after a restart.
+//! Appends are written by the request that makes them, under a lock, with
+//! one write each, so that the client's response follows the write without
+//! a trip to another thread. A sync thread makes them durable: under
+//! `SyncPolicy::Always` it syncs once for all the durable appends waiting
+//! in its queue (group commit) before they are acknowledged, and under
+//! `SyncPolicy::Interval` it syncs within the interval of a write. Segments
+//! that every endpoint has passed are removed, and the oldest ones while
+//! the outbox is over its bound. The newest segment always stays, so that
+//! sequence numbers continue after a restart.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +86,9 @@ pub struct Shared {
     pub appended: tokio::sync::watch::Sender<u64>,
     /// Syncs to disk of appended events.
     pub syncs: AtomicU64,
+    /// Whether events were written since the sync thread's last sync and
+    /// reported to it, under `SyncPolicy::Interval`.
+    unsynced: AtomicBool,
 }
 
 impl Shared {
@@ -95,19 +100,21 @@ impl Shared {
     }
 }
 
+/// The work of the sync thread.
 enum Command {
-    Append {
-        lines: Vec<Vec<u8>>,
-        durable: bool,
-        ack: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    /// Syncs what was written and then acknowledges it.
+    Sync {
+        ack: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
+    /// Starts the interval after which what was written is synced.
+    Written,
     /// Removes the segments that every endpoint has passed.
     Collect,
 }
 
 impl Command {
-    fn is_durable(&self) -> bool {
-        matches!(self, Command::Append { durable: true, .. })
+    fn is_sync(&self) -> bool {
+        matches!(self, Command::Sync { .. })
     }
 }
 
@@ -115,6 +122,8 @@ impl Command {
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
+    log: Arc<Mutex<Log>>,
+    sync: SyncPolicy,
     commands: Mutex<Sender<Command>>,
     shared: Arc<Shared>,
     /// Held for the life of the outbox, so a second process on the same
@@ -195,11 +204,12 @@ impl Outbox {
             cursors,
             appended,
             syncs: AtomicU64::new(0),
+            unsynced: AtomicBool::new(false),
         });
         let (sender, receiver) = channel();
         let current = segments.last().expect("one segment exists");
         let file = OpenOptions::new().append(true).open(&current.path)?;
-        let writer = Writer {
+        let log = Arc::new(Mutex::new(Log {
             dir: dir.to_owned(),
             max_size,
             segment_bytes: (max_size / 4).clamp(64 << 10, MAX_SEGMENT_BYTES),
@@ -207,15 +217,21 @@ impl Outbox {
             file,
             next_seq: last_seq + 1,
             shared: shared.clone(),
+        }));
+        let syncer = Syncer {
+            log: log.clone(),
+            shared: shared.clone(),
             sync,
             last_durable: None,
             unsynced_since: None,
         };
         std::thread::Builder::new()
             .name("notify-outbox".to_owned())
-            .spawn(move || writer.run(receiver))?;
+            .spawn(move || syncer.run(receiver))?;
         Ok(Self {
             dir: dir.to_owned(),
+            log,
+            sync,
             commands: Mutex::new(sender),
             shared,
             _lock: lock,
@@ -227,32 +243,42 @@ impl Outbox {
         &self.shared
     }
 
-    /// Queues records for the writer, in order. With `durable`, returns a
-    /// wait that ends once they are on disk; otherwise returns none.
+    /// Writes records, in order. With `durable` under
+    /// `SyncPolicy::Always`, returns a wait that ends once they are synced
+    /// to disk; otherwise returns none, and they are synced later.
     pub fn append(
         &self,
         records: Vec<Record>,
         durable: bool,
     ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, String> {
-        // The sequence number is added by the writer, in front.
+        // The sequence number is added in front, under the lock.
         let mut lines = Vec::with_capacity(records.len());
         for record in records {
             let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
             line.push(b'\n');
             lines.push(line);
         }
-        let (ack, done) = if durable {
-            let (sender, receiver) = tokio::sync::oneshot::channel();
-            (Some(sender), Some(receiver))
-        } else {
-            (None, None)
-        };
-        self.send(Command::Append {
-            lines,
-            durable,
-            ack,
-        })?;
-        Ok(done)
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&lines)
+            .map_err(|e| format!("cannot append to the outbox: {e}"))?;
+
+        match self.sync {
+            SyncPolicy::Always { .. } if durable => {
+                let (ack, done) = tokio::sync::oneshot::channel();
+                self.send(Command::Sync { ack })?;
+                Ok(Some(done))
+            }
+            SyncPolicy::Always { .. } => Ok(None),
+            SyncPolicy::Interval(_) => {
+                // Only the first write after a sync starts an interval.
+                if !self.shared.unsynced.swap(true, Ordering::AcqRel) {
+                    self.send(Command::Written)?;
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Records that endpoint `name` received or skipped every event up to
@@ -284,7 +310,7 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(command)
-            .map_err(|_| "the outbox writer stopped".to_owned())
+            .map_err(|_| "the outbox sync thread stopped".to_owned())
     }
 }
 
@@ -398,8 +424,9 @@ fn write_cursor(file: &File, seq: u64) -> io::Result<()> {
     file.write_all_at(format!("{seq:020}\n").as_bytes(), 0)
 }
 
-/// The writer thread's state.
-struct Writer {
+/// The segments and the file that appends go to, behind the outbox's lock.
+#[derive(Debug)]
+struct Log {
     dir: PathBuf,
     max_size: u64,
     /// The size after which a new segment starts.
@@ -409,175 +436,51 @@ struct Writer {
     file: File,
     next_seq: u64,
     shared: Arc<Shared>,
-    sync: SyncPolicy,
-    /// When the last durable append arrived.
-    last_durable: Option<Instant>,
-    /// When the oldest write that is not synced yet was made.
-    unsynced_since: Option<Instant>,
 }
 
-impl Writer {
-    fn run(mut self, commands: Receiver<Command>) {
-        loop {
-            let first = match self.sync_due() {
-                Some(due) if due <= Instant::now() => {
-                    self.sync_written();
-                    continue;
-                }
-                Some(due) => match commands.recv_timeout(due - Instant::now()) {
-                    Ok(command) => command,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match commands.recv() {
-                    Ok(command) => command,
-                    Err(_) => break,
-                },
-            };
-            let arrived = Instant::now();
-            // While durable appends arrive closer together than the delay,
-            // more are likely to come within it, and waiting for them lets
-            // one sync cover them all. A lone append is synced at once.
-            let delay = match self.sync {
-                SyncPolicy::Always { delay } => delay,
-                SyncPolicy::Interval(_) => Duration::ZERO,
-            };
-            let streaming = first.is_durable()
-                && self
-                    .last_durable
-                    .is_some_and(|at| arrived.duration_since(at) < delay);
-            let deadline = arrived + delay;
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                let next = match commands.try_recv() {
-                    Ok(command) => Some(command),
-                    Err(_) if streaming => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            None
-                        } else {
-                            commands.recv_timeout(left).ok()
-                        }
-                    }
-                    Err(_) => None,
-                };
-                let Some(command) = next else { break };
-                group.push(command);
-            }
-            if group.iter().any(Command::is_durable) {
-                self.last_durable = Some(Instant::now());
-            }
-            self.handle(group);
-        }
-        // The registry is stopping: what was written is synced now.
-        self.sync_written();
-    }
-
-    /// Returns when the writes that are not synced yet are due for a sync,
-    /// under `SyncPolicy::Interval`.
-    fn sync_due(&self) -> Option<Instant> {
-        match self.sync {
-            SyncPolicy::Interval(interval) => self.unsynced_since.map(|since| since + interval),
-            SyncPolicy::Always { .. } => None,
-        }
-    }
-
-    /// Syncs the writes that are not synced yet, logging a failure.
-    fn sync_written(&mut self) {
-        if self.unsynced_since.take().is_none() {
-            return;
-        }
-        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = self.file.sync_data() {
-            tracing::error!(%error, "notify: cannot sync the outbox to disk");
-        }
-    }
-
-    fn handle(&mut self, group: Vec<Command>) {
-        let mut buffer = Vec::new();
-        let mut durable = false;
-        let mut acks = Vec::new();
-        let mut collect = false;
+impl Log {
+    /// Writes `lines` after their sequence numbers with one write, starting
+    /// a new segment first when the current one is full, and wakes readers.
+    /// On failure, cuts the segment back to its old length.
+    ///
+    /// NOTE: starting a segment syncs the old one and the folder, which
+    /// blocks the request that appends for a moment, once per segment.
+    fn append(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
         let first_seq = self.next_seq;
-        for command in group {
-            match command {
-                Command::Append {
-                    lines,
-                    durable: sync,
-                    ack,
-                } => {
-                    for line in lines {
-                        let prefix = format!("{{\"seq\":{},", self.next_seq);
-                        buffer.extend_from_slice(prefix.as_bytes());
-                        // The record's own object opens with `{`, which the
-                        // prefix above already wrote.
-                        buffer.extend_from_slice(&line[1..]);
-                        self.next_seq += 1;
-                    }
-                    durable |= sync;
-                    acks.extend(ack);
-                }
-                Command::Collect => collect = true,
-            }
-        }
-
-        if !buffer.is_empty() {
-            let result = self.write(&buffer, durable, first_seq);
-            let reply = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        let mut buffer = Vec::with_capacity(lines.iter().map(|l| l.len() + 16).sum());
+        for line in lines {
+            let prefix = format!("{{\"seq\":{},", self.next_seq);
+            buffer.extend_from_slice(prefix.as_bytes());
+            // The record's own object opens with `{`, which the prefix
+            // above already wrote.
+            buffer.extend_from_slice(&line[1..]);
             // Sequence numbers of a failed write are not reused, because a
             // reader may have seen some of its lines.
-            if let Err(error) = &result {
-                tracing::error!(%error, "notify: cannot append to the outbox");
-            } else {
-                let last = self.next_seq - 1;
-                self.shared.last_seq.store(last, Ordering::Relaxed);
-                self.shared.appended.send_replace(last);
-            }
-            for ack in acks {
-                let _ = ack.send(reply.clone());
-            }
-            collect = true;
+            self.next_seq += 1;
         }
-        if collect && let Err(error) = self.collect() {
-            tracing::error!(%error, "notify: cannot remove outbox segments");
-        }
-    }
 
-    /// Writes `buffer`, starting a new segment first when the current one
-    /// is full. On failure, cuts the segment back to its old length.
-    fn write(&mut self, buffer: &[u8], durable: bool, first_seq: u64) -> io::Result<()> {
         let current = self.segments.last().expect("one segment exists");
         if current.size >= self.segment_bytes {
             // The old segment may end with lines that were not synced.
             self.file.sync_data()?;
-            self.unsynced_since = None;
             let segment = Segment::create(&self.dir, first_seq)?;
             self.file = OpenOptions::new().append(true).open(&segment.path)?;
             self.segments.push(segment);
         }
         let current = self.segments.last_mut().expect("one segment exists");
-        let sync_now = durable && matches!(self.sync, SyncPolicy::Always { .. });
-        let written = self.file.write_all(buffer).and_then(|()| {
-            if sync_now {
-                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if written.is_ok() && !sync_now {
-            self.unsynced_since.get_or_insert_with(Instant::now);
+        if let Err(error) = self.file.write_all(&buffer) {
+            let _ = self.file.set_len(current.size);
+            return Err(error);
         }
-        match written {
-            Ok(()) => {
-                current.size += buffer.len() as u64;
-                Ok(())
-            }
-            Err(error) => {
-                let _ = self.file.set_len(current.size);
-                Err(error)
-            }
+        current.size += buffer.len() as u64;
+
+        let last = self.next_seq - 1;
+        self.shared.last_seq.store(last, Ordering::Relaxed);
+        self.shared.appended.send_replace(last);
+        if let Err(error) = self.collect() {
+            tracing::error!(%error, "notify: cannot remove outbox segments");
         }
+        Ok(())
     }
 
     /// Removes segments that every endpoint has passed, then the oldest
@@ -621,6 +524,135 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+/// The sync thread's state.
+struct Syncer {
+    log: Arc<Mutex<Log>>,
+    shared: Arc<Shared>,
+    sync: SyncPolicy,
+    /// When the last request for a sync arrived.
+    last_durable: Option<Instant>,
+    /// When the first write that is not synced yet was reported, under
+    /// `SyncPolicy::Interval`.
+    unsynced_since: Option<Instant>,
+}
+
+impl Syncer {
+    fn run(mut self, commands: Receiver<Command>) {
+        loop {
+            let first = match self.sync_due() {
+                Some(due) if due <= Instant::now() => {
+                    let _ = self.sync();
+                    continue;
+                }
+                Some(due) => match commands.recv_timeout(due - Instant::now()) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match commands.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                },
+            };
+            let arrived = Instant::now();
+            // While requests for a sync arrive closer together than the
+            // delay, more are likely to come within it, and waiting for
+            // them lets one sync cover them all. A lone one is served at
+            // once.
+            let delay = match self.sync {
+                SyncPolicy::Always { delay } => delay,
+                SyncPolicy::Interval(_) => Duration::ZERO,
+            };
+            let streaming = first.is_sync()
+                && self
+                    .last_durable
+                    .is_some_and(|at| arrived.duration_since(at) < delay);
+            let deadline = arrived + delay;
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                let next = match commands.try_recv() {
+                    Ok(command) => Some(command),
+                    Err(_) if streaming => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            None
+                        } else {
+                            commands.recv_timeout(left).ok()
+                        }
+                    }
+                    Err(_) => None,
+                };
+                let Some(command) = next else { break };
+                group.push(command);
+            }
+            if group.iter().any(Command::is_sync) {
+                self.last_durable = Some(Instant::now());
+            }
+            self.handle(group);
+        }
+        // The registry is stopping: what was written is synced now.
+        if self.unsynced_since.is_some() {
+            let _ = self.sync();
+        }
+    }
+
+    fn handle(&mut self, group: Vec<Command>) {
+        let mut acks = Vec::new();
+        let mut collect = false;
+        for command in group {
+            match command {
+                Command::Sync { ack } => acks.push(ack),
+                Command::Written => {
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                }
+                Command::Collect => collect = true,
+            }
+        }
+        if !acks.is_empty() {
+            let reply = self.sync();
+            for ack in acks {
+                let _ = ack.send(reply.clone());
+            }
+        }
+        if collect {
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(error) = log.collect() {
+                tracing::error!(%error, "notify: cannot remove outbox segments");
+            }
+        }
+    }
+
+    /// Returns when the writes that are not synced yet are due for a sync,
+    /// under `SyncPolicy::Interval`.
+    fn sync_due(&self) -> Option<Instant> {
+        match self.sync {
+            SyncPolicy::Interval(interval) => self.unsynced_since.map(|since| since + interval),
+            SyncPolicy::Always { .. } => None,
+        }
+    }
+
+    /// Syncs everything written so far, logging a failure. A segment that
+    /// is no longer written was synced when the next one started, so only
+    /// the current file needs a sync.
+    fn sync(&mut self) -> Result<(), String> {
+        // Cleared first, so that a write from now on starts a new interval.
+        self.shared.unsynced.store(false, Ordering::Release);
+        self.unsynced_since = None;
+        let file = self
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .file
+            .try_clone();
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        let synced = file.and_then(|file| file.sync_data());
+        synced.map_err(|error| {
+            tracing::error!(%error, "notify: cannot sync the outbox to disk");
+            format!("cannot sync the outbox to disk: {error}")
+        })
     }
 }
 
