@@ -239,10 +239,10 @@ pub struct Signals {
     )]
     pub guard_timeout: Duration,
 
-    /// The maximum time the durable hand-offs of one change may take inside
-    /// the request. A hand-off that takes longer is logged and counted as
-    /// failed, and the response goes out. Must be greater than zero.
-    /// Default: `5s`.
+    /// The maximum time the response to a change waits for the work that
+    /// its durable hand-offs left (a sync to disk, say). Work that takes
+    /// longer is logged and counted as failed, and the response goes out.
+    /// Must be greater than zero. Default: `5s`.
     #[serde(
         rename = "handofftimeout",
         serialize_with = "crate::duration::serialize",

@@ -55,7 +55,7 @@ pub struct OutboxSettings {
 
     /// With `sync: always`, the maximum time that the events of a change
     /// wait for those of other changes, so that one sync to disk covers
-    /// them all. The writer waits only while changes arrive closer
+    /// them all. The sync thread waits only while changes arrive closer
     /// together than this; a lone change is synced at once. `0s` syncs at
     /// once always. Default: `5ms`.
     #[serde(rename = "syncdelay", with = "humantime_serde")]

@@ -98,9 +98,10 @@ impl Delivery {
             Format::CloudEvents => 1,
         };
 
+        let read_max = batch_size * 4;
         while !shutdown.is_triggered() {
             let after = cursor.seq.load(Ordering::Relaxed);
-            let events = match read(&mut reader, after, batch_size * 4).await {
+            let events = match read(&mut reader, after, read_max).await {
                 Ok(events) => events,
                 Err(error) => {
                     tracing::error!(endpoint = %endpoint.name, %error, "notify: cannot read the outbox");
@@ -146,9 +147,11 @@ impl Delivery {
             if let Err(error) = self.outbox.advance(&endpoint.name, last_seq) {
                 tracing::error!(endpoint = %endpoint.name, %error, "notify: cannot save the cursor");
             }
-            // Caught up: under a stream of changes, the next events would
-            // arrive one or two at a time, so gather them first.
-            if received.len() < batch_size && !shutdown.sleep(LINGER).await {
+            // The read came back short, so it caught up: under a stream of
+            // changes the next events would arrive one or two at a time,
+            // so gather them first. Ignored events count here, so that an
+            // endpoint that ignores most events still keeps up.
+            if events.len() < read_max && !shutdown.sleep(LINGER).await {
                 return;
             }
         }

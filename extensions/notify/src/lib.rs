@@ -42,10 +42,11 @@
 //!   synced to disk before the response. With `sync: interval`, the outbox
 //!   is synced within `syncinterval` of a write, so a crash of the machine
 //!   can lose the events of that last interval. Pull events are appended
-//!   without waiting for the writer, because a pull changes nothing, so a
-//!   killed registry may lose the last of them. A hand-off that fails (a
-//!   full disk) or times out is logged and counted, and the events of that
-//!   change are lost.
+//!   by the extension's worker, not in the request, because a pull changes
+//!   nothing, so a killed registry may lose the last of them. A write that
+//!   fails (a full disk) is logged and counted, and the events of that
+//!   change are lost; a sync that fails or outlasts
+//!   `signals.handofftimeout` is logged and counted, and the events stay.
 //! - Each endpoint has a cursor, the sequence number of the last event it
 //!   received, so it gets every event in order, each event's `id` stays the
 //!   same on every attempt, and receivers can drop duplicates by id.
@@ -180,7 +181,7 @@ fn append(config: &NotifyConfig, event: &Event, durable: bool) -> Result<Receipt
         Some(synced) => Ok(Receipt::wait_for(async move {
             synced
                 .await
-                .map_err(|_| "the outbox writer stopped".to_owned())?
+                .map_err(|_| "the outbox sync thread stopped".to_owned())?
         })),
         None => Ok(Receipt::done()),
     }

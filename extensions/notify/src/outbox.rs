@@ -11,8 +11,8 @@
 //!   in place.
 //! - `lock`: locked by the process that owns the outbox.
 //!
-//! Appends are written by the request that makes them, under a lock, with
-//! one write each, so that the client's response follows the write without
+//! Appends are written by their caller (the request that makes a change,
+//! or the worker of pull events), under a lock, with one write each, so that the client's response follows the write without
 //! a trip to another thread. A sync thread makes them durable: under
 //! `SyncPolicy::Always` it syncs once for all the durable appends waiting
 //! in its queue (group commit) before they are acknowledged, and under
@@ -34,24 +34,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Record;
 
-/// The largest size after which the writer starts a new segment.
+/// The largest size after which a new segment starts.
 const MAX_SEGMENT_BYTES: u64 = 4 << 20;
 
 /// The bytes a reader takes from a segment at once.
 const READ_BYTES: usize = 256 << 10;
 
-/// The maximum number of appends written together.
+/// The maximum number of commands that the sync thread takes at once.
 const MAX_GROUP: usize = 1024;
 
 /// When the outbox syncs appended events to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncPolicy {
     /// A durable append is acknowledged once it is written, which survives
-    /// a killed process but not a crash of the machine. The writer syncs
+    /// a killed process but not a crash of the machine. The sync thread syncs
     /// within this interval of the first write that is not synced.
     Interval(Duration),
     /// A durable append is acknowledged once it is synced. While durable
-    /// appends arrive closer together than `delay`, the writer waits up to
+    /// appends arrive closer together than `delay`, the sync thread waits up to
     /// `delay` for more, so that one sync covers them all.
     Always { delay: Duration },
 }
@@ -76,7 +76,7 @@ pub struct Cursor {
     file: File,
 }
 
-/// State shared by the writer, the readers and the metrics.
+/// State shared by the appends, the sync thread, the readers and the metrics.
 #[derive(Debug)]
 pub struct Shared {
     /// The sequence number of the last appended event; 0 before the first.
@@ -133,7 +133,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// Opens or creates the outbox in `dir` for `endpoints`, and starts its
-    /// writer. An endpoint without a cursor starts at the newest event.
+    /// sync thread. An endpoint without a cursor starts at the newest event.
     /// `sync` sets when appended events are synced to disk.
     pub fn open(
         dir: &Path,
@@ -168,6 +168,7 @@ impl Outbox {
         };
         if segments.is_empty() {
             segments.push(Segment::create(dir, last_seq + 1)?);
+            File::open(dir)?.sync_all()?;
         }
 
         let oldest = segments.first().map_or(last_seq + 1, |s| s.first);
@@ -215,6 +216,8 @@ impl Outbox {
             segment_bytes: (max_size / 4).clamp(64 << 10, MAX_SEGMENT_BYTES),
             segments,
             file,
+            retired: Vec::new(),
+            folder_unsynced: false,
             next_seq: last_seq + 1,
             shared: shared.clone(),
         }));
@@ -282,7 +285,7 @@ impl Outbox {
     }
 
     /// Records that endpoint `name` received or skipped every event up to
-    /// `seq`, and lets the writer remove segments that no endpoint needs.
+    /// `seq`, and lets the sync thread remove segments that no endpoint needs.
     pub fn advance(&self, name: &str, seq: u64) -> io::Result<()> {
         let cursor = self.shared.cursor(name);
         if cursor.seq.fetch_max(seq, Ordering::Relaxed) >= seq {
@@ -323,10 +326,11 @@ struct Segment {
 }
 
 impl Segment {
+    /// Creates an empty segment file. Its name in the folder is durable
+    /// only after the folder is synced.
     fn create(dir: &Path, first: u64) -> io::Result<Segment> {
         let path = dir.join(segment_name(first));
         File::create(&path)?;
-        File::open(dir)?.sync_all()?;
         Ok(Segment {
             first,
             path,
@@ -434,6 +438,10 @@ struct Log {
     /// Oldest first; the last one is being written.
     segments: Vec<Segment>,
     file: File,
+    /// Files of older segments that were written after the last sync.
+    retired: Vec<File>,
+    /// Whether a segment was created since the last sync of the folder.
+    folder_unsynced: bool,
     next_seq: u64,
     shared: Arc<Shared>,
 }
@@ -443,8 +451,8 @@ impl Log {
     /// a new segment first when the current one is full, and wakes readers.
     /// On failure, cuts the segment back to its old length.
     ///
-    /// NOTE: starting a segment syncs the old one and the folder, which
-    /// blocks the request that appends for a moment, once per segment.
+    /// Nothing here waits for the disk: a new segment leaves the old file
+    /// and the folder for the sync thread to sync.
     fn append(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
         let first_seq = self.next_seq;
         let mut buffer = Vec::with_capacity(lines.iter().map(|l| l.len() + 16).sum());
@@ -461,10 +469,11 @@ impl Log {
 
         let current = self.segments.last().expect("one segment exists");
         if current.size >= self.segment_bytes {
-            // The old segment may end with lines that were not synced.
-            self.file.sync_data()?;
             let segment = Segment::create(&self.dir, first_seq)?;
-            self.file = OpenOptions::new().append(true).open(&segment.path)?;
+            let file = OpenOptions::new().append(true).open(&segment.path)?;
+            // The old segment may end with lines that were not synced.
+            self.retired.push(std::mem::replace(&mut self.file, file));
+            self.folder_unsynced = true;
             self.segments.push(segment);
         }
         let current = self.segments.last_mut().expect("one segment exists");
@@ -634,21 +643,33 @@ impl Syncer {
         }
     }
 
-    /// Syncs everything written so far, logging a failure. A segment that
-    /// is no longer written was synced when the next one started, so only
-    /// the current file needs a sync.
+    /// Syncs everything written so far, logging a failure: the segments
+    /// retired since the last sync, the folder when a segment was created,
+    /// and the current segment. Only this thread syncs outbox files, so an
+    /// error of a sync reaches the appends that wait for it.
     fn sync(&mut self) -> Result<(), String> {
         // Cleared first, so that a write from now on starts a new interval.
         self.shared.unsynced.store(false, Ordering::Release);
         self.unsynced_since = None;
-        let file = self
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .file
-            .try_clone();
+        let (retired, folder, current) = {
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let folder = std::mem::take(&mut log.folder_unsynced).then(|| log.dir.clone());
+            (
+                std::mem::take(&mut log.retired),
+                folder,
+                log.file.try_clone(),
+            )
+        };
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-        let synced = file.and_then(|file| file.sync_data());
+        let synced = (|| {
+            for file in &retired {
+                file.sync_data()?;
+            }
+            if let Some(folder) = &folder {
+                File::open(folder)?.sync_all()?;
+            }
+            current?.sync_data()
+        })();
         synced.map_err(|error| {
             tracing::error!(%error, "notify: cannot sync the outbox to disk");
             format!("cannot sync the outbox to disk: {error}")
@@ -818,7 +839,7 @@ mod tests {
         wait(outbox.append(vec![record(1)], true));
         assert_eq!(syncs(), 1);
 
-        // The next two follow it closely, so the writer waits for the
+        // The next two follow it closely, so the sync thread waits for the
         // second before it syncs the first.
         let second = outbox.append(vec![record(2)], true);
         let third = outbox.append(vec![record(3)], true);
@@ -978,7 +999,7 @@ mod tests {
             wait(outbox.append(vec![r], false));
         }
         wait(outbox.append(vec![record(191)], true));
-        // The writer applies the bound after it acknowledges the append.
+        // Each append applies the bound after its write.
         let size = || -> u64 {
             list_segments(dir.path())
                 .unwrap()
@@ -1021,7 +1042,7 @@ mod tests {
         assert!(list_segments(dir.path()).unwrap().len() >= 2);
         outbox.advance("a", 130).unwrap();
         wait(outbox.append(vec![record(131)], true));
-        // The writer removes segments after it acknowledges the append.
+        // The sync thread removes segments after the cursor moves.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while list_segments(dir.path()).unwrap().len() > 1 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
