@@ -804,6 +804,14 @@ mod tests {
 
     use super::*;
 
+    /// Opens an outbox that syncs each durable append at once.
+    fn open(dir: &Path, max_size: u64, endpoints: &[String]) -> io::Result<Outbox> {
+        let sync = SyncPolicy::Always {
+            delay: Duration::ZERO,
+        };
+        Outbox::open(dir, max_size, sync, endpoints)
+    }
+
     fn record(n: u64) -> Record {
         Record {
             action: "push".to_owned(),
@@ -888,15 +896,7 @@ mod tests {
     #[test]
     fn appends_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &["a".to_owned()],
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
         for n in 1..=5 {
             wait(outbox.append(vec![record(n)], true));
         }
@@ -913,15 +913,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
         {
-            let outbox = Outbox::open(
-                dir.path(),
-                1 << 30,
-                SyncPolicy::Always {
-                    delay: Duration::ZERO,
-                },
-                &names,
-            )
-            .unwrap();
+            let outbox = open(dir.path(), 1 << 30, &names).unwrap();
             wait(outbox.append(vec![record(1)], true));
             wait(outbox.append(vec![record(2)], true));
             outbox.advance("a", 1).unwrap();
@@ -931,15 +923,7 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&segment.path).unwrap();
         file.write_all(b"{\"seq\":3,\"act").unwrap();
 
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &names).unwrap();
         assert_eq!(outbox.shared().last_seq.load(Ordering::Relaxed), 2);
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 1);
         wait(outbox.append(vec![record(3)], true));
@@ -952,27 +936,11 @@ mod tests {
     fn new_endpoint_starts_at_newest_event() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let outbox = Outbox::open(
-                dir.path(),
-                1 << 30,
-                SyncPolicy::Always {
-                    delay: Duration::ZERO,
-                },
-                &["a".to_owned()],
-            )
-            .unwrap();
+            let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
             wait(outbox.append(vec![record(1)], true));
         }
         let names = ["a".to_owned(), "b".to_owned()];
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &names).unwrap();
         assert_eq!(outbox.shared().cursor("a").seq.load(Ordering::Relaxed), 0);
         assert_eq!(outbox.shared().cursor("b").seq.load(Ordering::Relaxed), 1);
     }
@@ -980,15 +948,7 @@ mod tests {
     #[test]
     fn bound_drops_oldest_segment_and_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            dir.path(),
-            6 << 20,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &["a".to_owned()],
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 6 << 20, &["a".to_owned()]).unwrap();
         let big = "x".repeat(64 << 10);
         let mut n = 0;
         // About 12 MiB of events, three segments' worth, nothing delivered.
@@ -1024,15 +984,7 @@ mod tests {
     #[test]
     fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &["a".to_owned()],
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
         let big = "x".repeat(64 << 10);
         for n in 1..=130 {
             let mut r = record(n);
@@ -1056,15 +1008,7 @@ mod tests {
         let names = ["a".to_owned()];
         {
             // A 1 MiB bound makes segments of 256 KiB.
-            let outbox = Outbox::open(
-                dir.path(),
-                1 << 20,
-                SyncPolicy::Always {
-                    delay: Duration::ZERO,
-                },
-                &names,
-            )
-            .unwrap();
+            let outbox = open(dir.path(), 1 << 20, &names).unwrap();
             let pad = "x".repeat(16 << 10);
             for n in 1..=40 {
                 let mut r = record(n);
@@ -1078,15 +1022,7 @@ mod tests {
         let file = OpenOptions::new().write(true).open(&older.path).unwrap();
         file.set_len(older.size - 100).unwrap();
 
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 20,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 20, &names).unwrap();
         let events = outbox.reader().read(0, 100).unwrap();
         let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
         let newest_first = segments.last().unwrap().first;
@@ -1101,30 +1037,14 @@ mod tests {
     fn cursor_files_of_similar_names_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["x".to_owned(), "x.tmp".to_owned()];
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &names).unwrap();
         for n in 1..=3 {
             wait(outbox.append(vec![record(n)], true));
         }
         outbox.advance("x", 3).unwrap();
         outbox.advance("x.tmp", 1).unwrap();
         drop(outbox);
-        let outbox = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
+        let outbox = open(dir.path(), 1 << 30, &names).unwrap();
         assert_eq!(outbox.shared().cursor("x").seq.load(Ordering::Relaxed), 3);
         assert_eq!(
             outbox.shared().cursor("x.tmp").seq.load(Ordering::Relaxed),
@@ -1136,24 +1056,8 @@ mod tests {
     fn second_open_of_one_folder_fails() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        let _first = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap();
-        let error = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap_err();
+        let _first = open(dir.path(), 1 << 30, &names).unwrap();
+        let error = open(dir.path(), 1 << 30, &names).unwrap_err();
         assert!(
             error.to_string().contains("locked by another process"),
             "{error}"
@@ -1164,27 +1068,9 @@ mod tests {
     fn invalid_cursor_names_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let names = ["a".to_owned()];
-        drop(
-            Outbox::open(
-                dir.path(),
-                1 << 30,
-                SyncPolicy::Always {
-                    delay: Duration::ZERO,
-                },
-                &names,
-            )
-            .unwrap(),
-        );
+        drop(open(dir.path(), 1 << 30, &names).unwrap());
         fs::write(dir.path().join("cursors/a"), "abc").unwrap();
-        let error = Outbox::open(
-            dir.path(),
-            1 << 30,
-            SyncPolicy::Always {
-                delay: Duration::ZERO,
-            },
-            &names,
-        )
-        .unwrap_err();
+        let error = open(dir.path(), 1 << 30, &names).unwrap_err();
         assert!(error.to_string().contains("cursors/a"), "{error}");
     }
 }
