@@ -421,12 +421,9 @@ impl Worker {
     }
 
     fn warn_dropped(&self, event: &Event, dropped: u64) {
-        let mut last = self.last_drop_warning.lock().expect("drop warning lock");
-        let now = Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
+        if !log_due(&self.last_drop_warning) {
             return;
         }
-        *last = Some(now);
         tracing::warn!(
             extension = self.name,
             signal = %event.signal.kind(),
@@ -552,12 +549,9 @@ impl Handoffs {
         let failures = self.stats.handoff_failures.fetch_add(1, Ordering::Relaxed) + 1;
         // A full disk fails every hand-off, so one line per interval with
         // the running count is enough.
-        let mut last = self.last_failure_log.lock().expect("failure log lock");
-        let now = Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
+        if !log_due(&self.last_failure_log) {
             return;
         }
-        *last = Some(now);
         tracing::error!(
             extension = self.name,
             signal = %event.signal.kind(),
@@ -568,6 +562,18 @@ impl Handoffs {
             "durable hand-off failed; more failures within 10 s are only counted"
         );
     }
+}
+
+/// Returns whether a rate-limited log line is due: when none was written
+/// within `DROP_WARNING_INTERVAL`. If so, records now as its time.
+fn log_due(last: &Mutex<Option<Instant>>) -> bool {
+    let mut last = last.lock().expect("log time lock");
+    let now = Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// Calls every hand-off that takes each event, in order, catching panics,
