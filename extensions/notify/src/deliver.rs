@@ -192,7 +192,7 @@ impl Delivery {
                     tracing::warn!(
                         endpoint = %endpoint.name,
                         events = batch.len(),
-                        first_event_id = %batch[0].event["id"],
+                        first_event_id = %batch[0].id(),
                         attempt,
                         retry_in_ms = delay.as_millis() as u64,
                         %error,

@@ -30,7 +30,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::envelope::Record;
 
@@ -56,12 +57,25 @@ pub enum SyncPolicy {
     Always { delay: Duration },
 }
 
-/// One line of a segment.
-#[derive(Serialize, Deserialize)]
+/// One line of a segment: the sequence number, then the fields of the
+/// record, which [`Log::append`] writes as one object.
+#[derive(Deserialize)]
 struct Line {
     seq: u64,
-    #[serde(flatten)]
-    record: Record,
+    action: String,
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    event: Box<RawValue>,
+}
+
+impl From<Line> for Record {
+    fn from(line: Line) -> Self {
+        Record {
+            action: line.action,
+            media_type: line.media_type,
+            event: line.event,
+        }
+    }
 }
 
 /// The position of one endpoint.
@@ -567,34 +581,25 @@ impl Syncer {
                 },
             };
             let arrived = Instant::now();
+            let mut group = vec![first];
             // While requests for a sync arrive closer together than the
             // delay, more are likely to come within it, and waiting for
             // them lets one sync cover them all. A lone one is served at
-            // once.
-            let delay = match self.sync {
-                SyncPolicy::Always { delay } => delay,
-                SyncPolicy::Interval(_) => Duration::ZERO,
-            };
-            let streaming = first.is_sync()
+            // once. The thread sleeps instead of waiting on the channel,
+            // so the requests that arrive meanwhile queue up without
+            // waking it.
+            if let SyncPolicy::Always { delay } = self.sync
+                && group[0].is_sync()
                 && self
                     .last_durable
-                    .is_some_and(|at| arrived.duration_since(at) < delay);
-            let deadline = arrived + delay;
-            let mut group = vec![first];
+                    .is_some_and(|at| arrived.duration_since(at) < delay)
+            {
+                std::thread::sleep(delay);
+            }
             while group.len() < MAX_GROUP {
-                let next = match commands.try_recv() {
-                    Ok(command) => Some(command),
-                    Err(_) if streaming => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            None
-                        } else {
-                            commands.recv_timeout(left).ok()
-                        }
-                    }
-                    Err(_) => None,
+                let Ok(command) = commands.try_recv() else {
+                    break;
                 };
-                let Some(command) = next else { break };
                 group.push(command);
             }
             if group.iter().any(Command::is_sync) {
@@ -754,7 +759,7 @@ impl Reader {
             let line = &self.buffer[consumed..consumed + end + 1];
             consumed += end + 1;
             match serde_json::from_slice::<Line>(line) {
-                Ok(line) if line.seq > after => events.push((line.seq, line.record)),
+                Ok(line) if line.seq > after => events.push((line.seq, line.into())),
                 Ok(_) => {}
                 Err(error) => tracing::error!(
                     segment = %segment.path.display(),
@@ -816,7 +821,7 @@ mod tests {
         Record {
             action: "push".to_owned(),
             media_type: "m".to_owned(),
-            event: json!({ "id": format!("e{n}") }),
+            event: raw(json!({ "id": format!("e{n}") })),
         }
     }
 
@@ -828,11 +833,20 @@ mod tests {
         }
     }
 
+    fn raw(object: serde_json::Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&object).unwrap()
+    }
+
+    /// Returns the record of event `n` with a `pad` of `bytes` bytes.
+    fn padded(n: u64, bytes: usize) -> Record {
+        Record {
+            event: raw(json!({ "id": format!("e{n}"), "pad": "x".repeat(bytes) })),
+            ..record(n)
+        }
+    }
+
     fn ids(events: &[(u64, Record)]) -> Vec<String> {
-        events
-            .iter()
-            .map(|(_, r)| r.event["id"].as_str().unwrap().to_owned())
-            .collect()
+        events.iter().map(|(_, r)| r.id()).collect()
     }
 
     #[test]
@@ -949,14 +963,11 @@ mod tests {
     fn bound_drops_oldest_segment_and_counts() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 6 << 20, &["a".to_owned()]).unwrap();
-        let big = "x".repeat(64 << 10);
         let mut n = 0;
         // About 12 MiB of events, three segments' worth, nothing delivered.
         while n < 190 {
             n += 1;
-            let mut r = record(n);
-            r.event["pad"] = json!(big);
-            wait(outbox.append(vec![r], false));
+            wait(outbox.append(vec![padded(n, 64 << 10)], false));
         }
         wait(outbox.append(vec![record(191)], true));
         // Each append applies the bound after its write.
@@ -985,11 +996,8 @@ mod tests {
     fn delivered_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
-        let big = "x".repeat(64 << 10);
         for n in 1..=130 {
-            let mut r = record(n);
-            r.event["pad"] = json!(big);
-            wait(outbox.append(vec![r], n == 130));
+            wait(outbox.append(vec![padded(n, 64 << 10)], n == 130));
         }
         assert!(list_segments(dir.path()).unwrap().len() >= 2);
         outbox.advance("a", 130).unwrap();
@@ -1009,11 +1017,8 @@ mod tests {
         {
             // A 1 MiB bound makes segments of 256 KiB.
             let outbox = open(dir.path(), 1 << 20, &names).unwrap();
-            let pad = "x".repeat(16 << 10);
             for n in 1..=40 {
-                let mut r = record(n);
-                r.event["pad"] = json!(pad);
-                wait(outbox.append(vec![r], n == 40));
+                wait(outbox.append(vec![padded(n, 16 << 10)], n == 40));
             }
         }
         let segments = list_segments(dir.path()).unwrap();
