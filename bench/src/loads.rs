@@ -243,14 +243,14 @@ impl Load {
                 layer: content.layer_1m.clone(),
                 small_blobs: content.small_blobs.clone(),
                 steps: (0..MIXED_CLIENTS).map(|_| AtomicU64::new(0)).collect(),
-                next_manifest: AtomicU64::new(0),
+                next_manifest: content.next_tag.clone(),
                 pushed: PushedBlobs::default(),
             }),
             Load::TagPut => Arc::new(TagManifest {
                 repo: BASE_REPO.to_owned(),
                 manifest: content.small_manifest.clone(),
                 tag_prefix: "put-".to_owned(),
-                next_tag: AtomicU64::new(0),
+                next_tag: content.next_tag.clone(),
             }),
             Load::NginxSendfile => Arc::new(Fetch {
                 expected_len: Some(content.layer_64m.len),

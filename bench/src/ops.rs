@@ -178,7 +178,7 @@ pub struct TagManifest {
     pub repo: String,
     pub manifest: Bytes,
     pub tag_prefix: String,
-    pub next_tag: AtomicU64,
+    pub next_tag: Arc<AtomicU64>,
 }
 
 impl TagManifest {
@@ -215,8 +215,9 @@ pub struct Mixed {
     pub small_blobs: Arc<BlobFamily>,
     /// Each client's position in the cycle, indexed by client number.
     pub steps: Vec<AtomicU64>,
-    /// Source of unique tags and manifest notes, shared by all clients.
-    pub next_manifest: AtomicU64,
+    /// Source of unique tags and manifest notes, shared by all clients and
+    /// rounds.
+    pub next_manifest: Arc<AtomicU64>,
     pub pushed: PushedBlobs,
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -49,6 +49,10 @@ pub struct Content {
     pub push_blobs: Arc<BlobFamily>,
     /// New 256 KiB blobs for the pushes of the mixed load.
     pub small_blobs: Arc<BlobFamily>,
+    /// The number of the next tag that a manifest PUT creates. Every round
+    /// and every server continues it, so that each PUT stores a new tag
+    /// instead of repeating one that an earlier round stored.
+    pub next_tag: Arc<AtomicU64>,
 }
 
 impl Content {
@@ -66,6 +70,7 @@ impl Content {
             layer_64m,
             push_blobs: Arc::new(BlobFamily::new(64 * MIB, 4)),
             small_blobs: Arc::new(BlobFamily::new(256 * 1024, 5)),
+            next_tag: Arc::new(AtomicU64::new(0)),
         }
     }
 }
