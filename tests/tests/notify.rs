@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +30,8 @@ struct Delivery {
 /// started again on that port.
 struct Receiver {
     address: SocketAddr,
+    /// The server side of HTTPS; `None` serves plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
     received: Arc<Mutex<Vec<Delivery>>>,
     running: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
@@ -42,13 +44,22 @@ impl Receiver {
         drop(listener);
         Receiver {
             address,
+            tls: None,
             received: Arc::default(),
             running: None,
         }
     }
 
+    /// Reserves a port for a receiver that serves HTTPS with `tls`.
+    fn reserve_https(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        let mut receiver = Receiver::reserve();
+        receiver.tls = Some(tls);
+        receiver
+    }
+
     fn url(&self) -> String {
-        format!("http://{}/events", self.address)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/events", self.address)
     }
 
     fn start(&mut self) {
@@ -57,11 +68,26 @@ impl Receiver {
         let stop = Arc::new(AtomicBool::new(false));
         let received = self.received.clone();
         let stopping = stop.clone();
+        let tls = self.tls.clone();
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => serve(stream, &received),
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                match &tls {
+                    Some(config) => {
+                        let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                        serve(rustls::StreamOwned::new(connection, stream), &received);
+                    }
+                    None => serve(stream, &received),
                 }
             }
         });
@@ -118,13 +144,9 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one HTTP/1.1 request, records it and returns 200.
-fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>) {
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-
+/// Reads one HTTP/1.1 request, records it and returns 200. A TLS handshake
+/// that fails ends the first read, so nothing is recorded.
+fn serve(stream: impl Read + Write, received: &Mutex<Vec<Delivery>>) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -172,6 +194,33 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<Delivery>>) {
     });
     let mut stream = reader.into_inner();
     let _ = stream.write_all(reply);
+    let _ = stream.flush();
+}
+
+/// Returns a private CA in PEM and the server side of HTTPS for
+/// 127.0.0.1, with a certificate that the CA signed.
+fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "notify test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
+
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der().clone()], key)
+        .unwrap();
+    (ca.pem(), Arc::new(config))
 }
 
 fn notify_binary() -> PathBuf {
@@ -453,4 +502,70 @@ fn push_by_digest_and_redirect_are_handled() {
     assert!(attempts.len() >= 3, "{} attempts", attempts.len());
     assert!(attempts.iter().all(|d| d.path == "/moved/here"));
     assert!(registry.log().contains("returned 301"), "no failure logged");
+}
+
+#[test]
+fn https_endpoint_trusts_its_ca() {
+    let (ca_pem, tls) = private_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut private = Receiver::reserve_https(tls.clone());
+    private.start();
+    let mut unknown = Receiver::reserve_https(tls);
+    unknown.start();
+    let endpoints = format!(
+        "      - name: private\n        url: {}\n        ca: {}\n      - name: unknown\n        url: {}\n        backoff: 50ms\n        maxbackoff: 100ms\n",
+        private.url(),
+        ca_file.display(),
+        unknown.url()
+    );
+    let registry = start_registry(&endpoints);
+
+    let digest = push_blob(&registry, "hooks/tls", b"sent over https");
+    let events = private.wait_for(1);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["action"], "push");
+    assert_eq!(events[0]["target"]["digest"], digest.as_str());
+
+    // Without the CA, the certificate is rejected and the POST is retried:
+    // the receiver never gets a request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !registry.log().contains("UnknownIssuer") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = registry.log();
+    assert!(log.contains("UnknownIssuer"), "no certificate error logged");
+    assert!(unknown.deliveries().is_empty());
+}
+
+#[test]
+fn unreadable_ca_fails_the_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (file, message) in [
+        (&missing, "cannot read the ca file"),
+        (&empty, "contains no PEM certificate"),
+    ] {
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "storage:\n  filesystem:\n    rootdirectory: {}\nextensions:\n  notify:\n    endpoints:\n      - name: private\n        url: https://127.0.0.1:9/events\n        ca: {}\n",
+                dir.path().join("data").display(),
+                file.display()
+            ),
+        )
+        .unwrap();
+        let output = std::process::Command::new(notify_binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{}", file.display());
+        assert!(stderr.contains(message), "{stderr}");
+    }
 }

@@ -190,6 +190,13 @@ pub struct Endpoint {
     #[serde(default)]
     pub ignore: Ignore,
 
+    /// A PEM file of CA certificates for an `https` URL, trusted besides
+    /// the system's certificates and the Mozilla roots built into the
+    /// registry: for a receiver whose certificate a private CA signed.
+    /// Default: none.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+
     /// Turns the endpoint off without removing it. Default: `false`.
     #[serde(default)]
     pub disabled: bool,
@@ -312,7 +319,36 @@ impl Endpoint {
         if self.secret.as_deref() == Some("") {
             return Err(format!("{at}.secret: must not be empty"));
         }
+        if let Some(path) = &self.ca {
+            if !self.url.starts_with("https://") {
+                return Err(format!(
+                    "{at}.ca: set for the http URL {:?}; a CA applies to https URLs only",
+                    self.url
+                ));
+            }
+            self.ca_certificates(path)
+                .map_err(|error| format!("{at}.ca: {error}"))?;
+        }
         Ok(())
+    }
+
+    /// Reads the certificates of the PEM file `path`, which must contain
+    /// at least one.
+    pub(crate) fn ca_certificates(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Vec<reqwest::Certificate>, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the ca file {}: {e}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("invalid ca file {}: {e}", path.display()))?;
+        if certificates.is_empty() {
+            return Err(format!(
+                "the ca file {} contains no PEM certificate",
+                path.display()
+            ));
+        }
+        Ok(certificates)
     }
 }
 
@@ -430,6 +466,18 @@ mod tests {
         assert!(endpoint("    maxbatch: 1000\n").is_ok());
         let error = endpoint("    maxbatch: 1001\n").unwrap_err();
         assert!(error.contains("use 1 to 1000"), "{error}");
+    }
+
+    #[test]
+    fn ca_needs_an_https_url() {
+        let error = endpoint("    ca: /nonexistent/ca.pem\n").unwrap_err();
+        assert!(error.contains("applies to https URLs only"), "{error}");
+
+        let yaml =
+            "endpoints:\n  - name: e\n    url: https://127.0.0.1:1/\n    ca: /nonexistent/ca.pem\n";
+        let config: NotifyConfig = serde_yaml::from_str(yaml).unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("cannot read the ca file"), "{error}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ struct Stats {
 struct EndpointState {
     endpoint: Endpoint,
     stats: Stats,
+    /// The endpoint's own client, which trusts its `ca`.
+    client: reqwest::Client,
 }
 
 /// The delivery of one registry process.
@@ -42,7 +44,6 @@ struct EndpointState {
 pub struct Delivery {
     endpoints: Vec<Arc<EndpointState>>,
     outbox: Arc<Outbox>,
-    client: reqwest::Client,
 }
 
 impl Delivery {
@@ -50,29 +51,19 @@ impl Delivery {
         // The ring provider serves HTTPS endpoints; installing it twice (a
         // second registry in one process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        // A redirect is a failed attempt: following one would resend the
-        // body and headers elsewhere, or turn the POST into a GET.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("registry-notify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self {
-            endpoints: config
-                .endpoints
-                .iter()
-                .filter(|endpoint| !endpoint.disabled)
-                .map(|endpoint| {
-                    Arc::new(EndpointState {
-                        endpoint: endpoint.clone(),
-                        stats: Stats::default(),
-                    })
-                })
-                .collect(),
-            outbox,
-            client,
-        })
+        let endpoints = config
+            .endpoints
+            .iter()
+            .filter(|endpoint| !endpoint.disabled)
+            .map(|endpoint| {
+                Ok(Arc::new(EndpointState {
+                    endpoint: endpoint.clone(),
+                    stats: Stats::default(),
+                    client: client(endpoint)?,
+                }))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { endpoints, outbox })
     }
 
     /// Runs one delivery loop per endpoint until shutdown.
@@ -176,7 +167,7 @@ impl Delivery {
         let mut attempt: u32 = 0;
         loop {
             let sent = tokio::select! {
-                sent = self.post(endpoint, &body, content_type) => sent,
+                sent = post(state, &body, content_type) => sent,
                 () = shutdown.wait() => return false,
             };
             match sent {
@@ -205,38 +196,62 @@ impl Delivery {
             }
         }
     }
+}
 
-    async fn post(
-        &self,
-        endpoint: &Endpoint,
-        body: &[u8],
-        content_type: &str,
-    ) -> Result<(), String> {
-        let mut request = self
-            .client
-            .post(&endpoint.url)
-            .timeout(endpoint.timeout)
-            .header(reqwest::header::CONTENT_TYPE, content_type);
-        for (name, values) in &endpoint.headers {
-            for value in values {
-                request = request.header(name.as_str(), value.as_str());
-            }
+/// Builds the client of an endpoint. A redirect is a failed attempt:
+/// following one would resend the body and headers elsewhere, or turn the
+/// POST into a GET. HTTPS certificates may chain to the system's
+/// certificates, to the Mozilla roots built in (the container image has no
+/// certificate store), or to the endpoint's `ca`.
+fn client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+    let at = format!("endpoint {:?}", endpoint.name);
+    let mut roots: Vec<reqwest::Certificate> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect();
+    if let Some(path) = &endpoint.ca {
+        roots.extend(
+            endpoint
+                .ca_certificates(path)
+                .map_err(|error| format!("{at}: {error}"))?,
+        );
+    }
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("registry-notify/", env!("CARGO_PKG_VERSION")))
+        .tls_certs_merge(roots)
+        .build()
+        .map_err(|e| format!("{at}: cannot build the HTTP client: {e}"))
+}
+
+/// Sends one POST to the endpoint of `state`.
+async fn post(state: &EndpointState, body: &[u8], content_type: &str) -> Result<(), String> {
+    let endpoint = &state.endpoint;
+    let mut request = state
+        .client
+        .post(&endpoint.url)
+        .timeout(endpoint.timeout)
+        .header(reqwest::header::CONTENT_TYPE, content_type);
+    for (name, values) in &endpoint.headers {
+        for value in values {
+            request = request.header(name.as_str(), value.as_str());
         }
-        if let Some(secret) = &endpoint.secret {
-            request = request.header(SIGNATURE_HEADER, signature(secret, body));
-        }
-        let url = redacted(&endpoint.url);
-        let response = request
-            .body(body.to_vec())
-            .send()
-            .await
-            .map_err(|e| format!("POST {url} failed: {}", error_chain(&e.without_url())))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("POST {url} returned {status}"))
-        }
+    }
+    if let Some(secret) = &endpoint.secret {
+        request = request.header(SIGNATURE_HEADER, signature(secret, body));
+    }
+    let url = redacted(&endpoint.url);
+    let response = request
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| format!("POST {url} failed: {}", error_chain(&e.without_url())))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("POST {url} returned {status}"))
     }
 }
 

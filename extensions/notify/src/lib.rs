@@ -26,6 +26,7 @@
 //!         maxbackoff: 5m
 //!         maxbatch: 50           # events per envelope (1 with cloudevents)
 //!         secret: _env:AUDIT_SECRET   # signs each body with HMAC-SHA256
+//!         ca: /etc/registry/hooks-ca.pem   # https: also trust this CA
 //!         format: docker         # or cloudevents
 //!         ignoredmediatypes: [application/octet-stream]
 //!         ignore:
@@ -43,7 +44,8 @@
 //!   is synced within `syncinterval` of a write, so a crash of the machine
 //!   can lose the events of that last interval. Pull events are appended
 //!   by the extension's worker, not in the request, because a pull changes
-//!   nothing, so a killed registry may lose the last of them. A write that
+//!   nothing, so a killed registry may lose the last of them. At shutdown,
+//!   after the registry's queues drained, the outbox is synced. A write that
 //!   fails (a full disk) is logged and counted, and the events of that
 //!   change are lost; a sync that fails or outlasts
 //!   `signals.handofftimeout` is logged and counted, and the events stay.
@@ -154,12 +156,17 @@ fn open(config: &NotifyConfig, context: &ExtensionContext) -> Result<(), String>
 
 registry_signals::setup!("notify", open);
 
-/// Sends outbox events to every endpoint until shutdown.
+/// Sends outbox events to every endpoint until shutdown, then syncs the
+/// outbox. The registry stops tasks after its connections closed and its
+/// queues drained, so that last sync covers every event of the process.
 async fn run(config: Arc<NotifyConfig>, _context: ExtensionContext, shutdown: Shutdown) {
     let Some(runtime) = config.runtime.0.get() else {
         return;
     };
     runtime.delivery.clone().run(shutdown).await;
+    if let Err(error) = runtime.outbox.flush().await {
+        tracing::error!(%error, "notify: cannot sync the outbox at shutdown");
+    }
 }
 
 registry_signals::task!("notify", run);

@@ -298,6 +298,19 @@ impl Outbox {
         }
     }
 
+    /// Syncs everything written so far and waits for it: the events of
+    /// pulls and, under `SyncPolicy::Interval`, those not synced yet.
+    ///
+    /// # Errors
+    ///
+    /// When the sync fails or the sync thread stopped.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.send(Command::Sync { ack })?;
+        done.await
+            .map_err(|_| "the outbox sync thread stopped".to_owned())?
+    }
+
     /// Records that endpoint `name` received or skipped every event up to
     /// `seq`, and lets the sync thread remove segments that no endpoint needs.
     pub fn advance(&self, name: &str, seq: u64) -> io::Result<()> {
@@ -892,6 +905,21 @@ mod tests {
         // Nothing new was written, so no further sync follows.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(syncs(), 1);
+    }
+
+    #[test]
+    fn flush_syncs_unsynced_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = SyncPolicy::Interval(Duration::from_secs(60));
+        let outbox = Outbox::open(dir.path(), 1 << 30, sync, &["a".to_owned()]).unwrap();
+        wait(outbox.append(vec![record(1)], false));
+        assert_eq!(outbox.shared().syncs.load(Ordering::Relaxed), 0);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(outbox.flush()).unwrap();
+        assert_eq!(outbox.shared().syncs.load(Ordering::Relaxed), 1);
     }
 
     #[test]
