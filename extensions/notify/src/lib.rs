@@ -47,7 +47,8 @@
 //!   nothing, so a killed registry may lose the last of them. At shutdown,
 //!   after the registry's queues drained, the outbox is synced. A write that
 //!   fails (a full disk) is logged and counted, and the events of that
-//!   change are lost; a sync that fails or outlasts
+//!   change are lost, except those written before the failure, which are
+//!   still sent; a sync that fails or outlasts
 //!   `signals.handofftimeout` is logged and counted, and the events stay.
 //! - Each endpoint has a cursor, the sequence number of the last event it
 //!   received, so it gets every event in order, each event's `id` stays the

@@ -232,6 +232,7 @@ impl Outbox {
             file,
             retired: Vec::new(),
             folder_unsynced: false,
+            write_failed: false,
             next_seq: last_seq + 1,
             shared: shared.clone(),
         }));
@@ -469,14 +470,17 @@ struct Log {
     retired: Vec<File>,
     /// Whether a segment was created since the last sync of the folder.
     folder_unsynced: bool,
+    /// Whether the last write failed, so that the next one starts a new
+    /// segment.
+    write_failed: bool,
     next_seq: u64,
     shared: Arc<Shared>,
 }
 
 impl Log {
     /// Writes `lines` after their sequence numbers with one write, starting
-    /// a new segment first when the current one is full, and wakes readers.
-    /// On failure, cuts the segment back to its old length.
+    /// a new segment first when the current one is full or the last write
+    /// failed, and wakes readers.
     ///
     /// Nothing here waits for the disk: a new segment leaves the old file
     /// and the folder for the sync thread to sync.
@@ -495,17 +499,25 @@ impl Log {
         }
 
         let current = self.segments.last().expect("one segment exists");
-        if current.size >= self.segment_bytes {
+        if self.write_failed || current.size >= self.segment_bytes {
             let segment = Segment::create(&self.dir, first_seq)?;
             let file = OpenOptions::new().append(true).open(&segment.path)?;
             // The old segment may end with lines that were not synced.
             self.retired.push(std::mem::replace(&mut self.file, file));
             self.folder_unsynced = true;
             self.segments.push(segment);
+            self.write_failed = false;
         }
         let current = self.segments.last_mut().expect("one segment exists");
         if let Err(error) = self.file.write_all(&buffer) {
-            let _ = self.file.set_len(current.size);
+            // A reader may already have read the lines written before the
+            // failure, so they stay and the next append starts a new
+            // segment. Readers skip the partial line at the end of an
+            // older segment.
+            if let Ok(metadata) = self.file.metadata() {
+                current.size = metadata.len();
+            }
+            self.write_failed = true;
             return Err(error);
         }
         current.size += buffer.len() as u64;
@@ -920,6 +932,26 @@ mod tests {
             .unwrap();
         runtime.block_on(outbox.flush()).unwrap();
         assert_eq!(outbox.shared().syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn failed_write_moves_to_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
+        wait(outbox.append(vec![record(1)], true));
+
+        // A handle that cannot write makes the next append fail.
+        let segment = list_segments(dir.path()).unwrap().remove(0);
+        let read_only = File::open(&segment.path).unwrap();
+        let writable = std::mem::replace(&mut outbox.log.lock().unwrap().file, read_only);
+        assert!(outbox.append(vec![record(2)], true).is_err());
+        drop(writable);
+
+        wait(outbox.append(vec![record(3)], true));
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
+        let events = outbox.reader().read(0, 10).unwrap();
+        assert_eq!(ids(&events), ["e1", "e3"]);
+        assert_eq!(events[1].0, 3);
     }
 
     #[test]
