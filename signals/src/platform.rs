@@ -166,7 +166,8 @@ impl ShutdownTrigger {
 }
 
 /// One completed HTTP request, as request observers see it: once its
-/// response body has been sent or abandoned.
+/// response body has been sent or abandoned, or at the response head for a
+/// small body of known length.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestRecord<'a> {
     /// The route's name: `base`, `catalog`, `tags`, `referrers`, `manifest`,
@@ -175,10 +176,13 @@ pub struct RequestRecord<'a> {
     pub route: &'static str,
     pub method: &'a str,
     pub status: u16,
-    /// From the first byte of the request to the end of the response body.
+    /// From the first byte of the request to the end of the response body,
+    /// or to the response head for a body of known length up to 64 KiB,
+    /// which goes out with the head.
     pub duration: Duration,
     /// Bytes of request body read.
     pub bytes_in: u64,
-    /// Bytes of response body sent.
+    /// Bytes of response body sent, or the length of a body of known
+    /// length up to 64 KiB.
     pub bytes_out: u64,
 }

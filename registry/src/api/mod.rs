@@ -183,8 +183,15 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
     let path = request.uri().path().to_owned();
     let route = match route::parse(&path) {
         Some(route) => route,
-        None => return not_found().await.into_response(),
+        None => {
+            let mut response = not_found().await.into_response();
+            response
+                .extensions_mut()
+                .insert(trace::RouteName("unknown"));
+            return response;
+        }
     };
+    let route_name = trace::RouteName(route.name());
     if let Some(repository) = route.repository() {
         tracing::Span::current().record("repository", repository);
     }
@@ -220,7 +227,9 @@ async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Resp
             .await
             .unwrap_or_else(|_| Err(ApiError::timed_out(limit)))
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(route_name);
+    response
 }
 
 /// Calls the handler of a route and method.

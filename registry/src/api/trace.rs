@@ -17,7 +17,6 @@ use registry_signals::RequestRecord;
 use tracing::Instrument;
 
 use super::context::RequestId;
-use super::route;
 use crate::extensions::Observers;
 
 /// The middleware's settings: the access log switch and the observers.
@@ -59,7 +58,9 @@ impl Trace {
 
         let mut observed = None;
         if !self.observers.is_empty() {
-            let route = route_name(request.uri().path());
+            let path = request.uri().path();
+            let base = path == "/v2" || path == "/v2/";
+            let api = path.starts_with("/v2/");
             let method = request.method().clone();
             // A request without a body, the common case, needs no counter.
             let bytes_in = if http_body::Body::size_hint(request.body()).exact() == Some(0) {
@@ -71,7 +72,7 @@ impl Trace {
                 request = Request::from_parts(parts, Body::new(counted));
                 Some(bytes_in)
             };
-            observed = Some((bytes_in, route, method));
+            observed = Some((bytes_in, base, api, method));
         }
 
         let mut response = next.run(request).instrument(span.clone()).await;
@@ -90,14 +91,16 @@ impl Trace {
             span.in_scope(|| tracing::info!(status, elapsed_ms, "request completed"));
         }
 
-        let Some((bytes_in, route, method)) = observed else {
+        let Some((bytes_in, base, api, method)) = observed else {
             return response;
         };
         let status = response.status().as_u16();
-        // A route outside `/v2/` that exists belongs to an extension.
-        let route = match route {
-            Some(route) => route,
-            None if status == 404 => "unknown",
+        // The API's dispatch names the route of a path under `/v2/`. A
+        // route outside `/v2/` that exists belongs to an extension.
+        let route = match response.extensions().get::<RouteName>() {
+            Some(RouteName(name)) => name,
+            None if base => "base",
+            None if api || status == 404 => "unknown",
             None => "extension",
         };
         let finish = Finish {
@@ -108,21 +111,28 @@ impl Trace {
             started,
             bytes_in,
         };
+        // A small body of known length leaves with the head, so the
+        // request is reported now, without a counting wrapper around it.
+        if let Some(length) = http_body::Body::size_hint(response.body()).exact()
+            && length <= SMALL_BODY
+        {
+            finish.report(length);
+            return response;
+        }
         response.map(|body| Body::new(CountedBody::new(body, Counter::Finish(finish, 0))))
     }
 }
 
-/// Returns the route name of a path under `/v2/`, or `None` for any other
-/// path.
-fn route_name(path: &str) -> Option<&'static str> {
-    if path == "/v2" || path == "/v2/" {
-        return Some("base");
-    }
-    if !path.starts_with("/v2/") {
-        return None;
-    }
-    Some(route::parse(path).map_or("unknown", |r| r.name()))
-}
+/// The largest response body of known length that observers get at the
+/// response head instead of its end: a manifest or an error body. hyper
+/// hands such a body to the socket in the same write as the head when the
+/// socket's buffer takes it, so its end comes moments later.
+const SMALL_BODY: u64 = 64 << 10;
+
+/// The name of the API route that served a request, which the API's
+/// dispatch puts into the response's extensions for the observers.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteName(pub &'static str);
 
 /// The end of a request that observers wait for.
 struct Finish {
