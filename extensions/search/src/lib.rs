@@ -115,7 +115,7 @@ registry_signals::receiver!("search", receivers::manifest_pushed);
 
 registry_signals::setup!("search", register_metrics);
 registry_signals::routes!("search", http::routes);
-registry_signals::task!("search", updater::maintain_index);
+registry_signals::task!("search", updater::maintain_index_apart);
 
 /// Publishes the extension's metrics to the registry's telemetry.
 fn register_metrics(config: &SearchConfig, context: &ExtensionContext) -> Result<(), String> {

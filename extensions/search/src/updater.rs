@@ -25,6 +25,46 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
+/// Runs [`maintain_index`] on a thread of its own with its own runtime,
+/// and returns when it ends. The index's many small, long-lived allocations
+/// then come from that thread's memory arena: built on the registry's
+/// runtime threads, they made every request's allocations there slower
+/// (0.92 times the manifest GET rate of a build without extensions, with
+/// an index of 10,000 repositories).
+pub async fn maintain_index_apart(
+    config: Arc<SearchConfig>,
+    context: ExtensionContext,
+    shutdown: Shutdown,
+) {
+    let (finished, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("search-index".to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(maintain_index(config, context, shutdown)),
+                Err(error) => tracing::error!(
+                    target: "registry_ext_search",
+                    %error,
+                    "search: cannot start the index thread's runtime; searches answer 503"
+                ),
+            }
+            let _ = finished.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done.await;
+        }
+        Err(error) => tracing::error!(
+            target: "registry_ext_search",
+            %error,
+            "search: cannot start the index thread; searches answer 503"
+        ),
+    }
+}
+
 /// Builds the index at startup and keeps it current until shutdown.
 pub async fn maintain_index(
     config: Arc<SearchConfig>,
