@@ -480,6 +480,7 @@ fn known_traffic_is_counted_exactly() {
     const MANIFEST_GETS: usize = 4;
     const MISSING_MANIFESTS: usize = 3;
     const UNKNOWN_PATHS: usize = 2;
+    const CATALOG_HEADS: usize = 2;
 
     let registry = start("");
     let client = client();
@@ -546,6 +547,13 @@ fn known_traffic_is_counted_exactly() {
             .expect("GET of a missing manifest");
         assert_eq!(status(missing), 404);
     }
+    for _ in 0..CATALOG_HEADS {
+        let head = client
+            .head(registry.url("/v2/_catalog"))
+            .send()
+            .expect("HEAD of the catalog");
+        assert_eq!(status(head), 200);
+    }
     for _ in 0..UNKNOWN_PATHS {
         let unknown = client
             .get(registry.url("/not-an-endpoint"))
@@ -579,6 +587,7 @@ fn known_traffic_is_counted_exactly() {
         ("blob_upload", "POST", "202", blobs),
         ("blob_upload_session", "PUT", "201", blobs),
         ("unknown", "GET", "404", UNKNOWN_PATHS),
+        ("catalog", "HEAD", "200", CATALOG_HEADS),
     ];
     for (route, method, code, count) in expected_requests {
         assert_eq!(
@@ -634,6 +643,8 @@ fn known_traffic_is_counted_exactly() {
     assert_eq!(bytes_out("blob", "GET"), layers[1].len() as f64, "{text}");
     let manifest_bytes = (MANIFEST_GETS * manifest.len()) as f64;
     assert!(bytes_out("manifest", "GET") >= manifest_bytes, "{text}");
+    // A response to HEAD sends no body, whatever its length would be.
+    assert_eq!(bytes_out("catalog", "HEAD"), 0.0, "{text}");
 
     // Storage operations that the registry published.
     let storage = |operation: &str| {

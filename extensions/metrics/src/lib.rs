@@ -30,10 +30,11 @@
 //! - `registry_http_requests_total{route, method, status}`: counter.
 //! - `registry_http_request_duration_seconds{route, method}`: histogram
 //!   from 100 µs to 60 s, from the first byte of the request to the end of
-//!   the response body.
+//!   the response body, or to the response head for a body of known length
+//!   up to 64 KiB, which leaves with the head.
 //! - `registry_http_request_bytes_total{route, method}` and
 //!   `registry_http_response_bytes_total{route, method}`: counters of body
-//!   bytes read and sent.
+//!   bytes read and sent (for a small body of known length, its length).
 //!
 //! `route` is one of `base`, `catalog`, `tags`, `referrers`, `manifest`,
 //! `blob`, `blob_upload` (the POST that starts an upload),

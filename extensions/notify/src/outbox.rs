@@ -5,7 +5,7 @@
 //! - `seg-<first sequence number>.log`: one JSON line per event,
 //!   `{"seq":N,"action":...,"mediaType":...,"event":{...}}`. A new segment
 //!   starts when the current one passes a quarter of the bound, at most
-//!   `MAX_SEGMENT_BYTES`.
+//!   `MAX_SEGMENT_BYTES`, or after a write that failed part of the way.
 //! - `cursors/<endpoint>`: the sequence number of the last event the
 //!   endpoint received or skipped, in 20 digits and a newline, overwritten
 //!   in place.
@@ -52,8 +52,8 @@ pub enum SyncPolicy {
     /// within this interval of the first write that is not synced.
     Interval(Duration),
     /// A durable append is acknowledged once it is synced. While durable
-    /// appends arrive closer together than `delay`, the sync thread waits up to
-    /// `delay` for more, so that one sync covers them all.
+    /// appends arrive closer together than `delay`, the sync thread waits
+    /// `delay` for more before it syncs, so that one sync covers them all.
     Always { delay: Duration },
 }
 
@@ -470,8 +470,8 @@ struct Log {
     retired: Vec<File>,
     /// Whether a segment was created since the last sync of the folder.
     folder_unsynced: bool,
-    /// Whether the last write failed, so that the next one starts a new
-    /// segment.
+    /// Whether the last write failed after writing part of its lines, so
+    /// that the next one starts a new segment.
     write_failed: bool,
     next_seq: u64,
     shared: Arc<Shared>,
@@ -480,7 +480,7 @@ struct Log {
 impl Log {
     /// Writes `lines` after their sequence numbers with one write, starting
     /// a new segment first when the current one is full or the last write
-    /// failed, and wakes readers.
+    /// failed part of the way, and wakes readers.
     ///
     /// Nothing here waits for the disk: a new segment leaves the old file
     /// and the folder for the sync thread to sync.
@@ -513,11 +513,15 @@ impl Log {
             // A reader may already have read the lines written before the
             // failure, so they stay and the next append starts a new
             // segment. Readers skip the partial line at the end of an
-            // older segment.
-            if let Ok(metadata) = self.file.metadata() {
+            // older segment. A write that left nothing behind changes
+            // nothing, so the segment goes on: a full disk then does not
+            // add an empty segment per change.
+            if let Ok(metadata) = self.file.metadata()
+                && metadata.len() > current.size
+            {
                 current.size = metadata.len();
+                self.write_failed = true;
             }
-            self.write_failed = true;
             return Err(error);
         }
         current.size += buffer.len() as u64;
@@ -939,19 +943,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = open(dir.path(), 1 << 30, &["a".to_owned()]).unwrap();
         wait(outbox.append(vec![record(1)], true));
-
-        // A handle that cannot write makes the next append fail.
         let segment = list_segments(dir.path()).unwrap().remove(0);
-        let read_only = File::open(&segment.path).unwrap();
-        let writable = std::mem::replace(&mut outbox.log.lock().unwrap().file, read_only);
-        assert!(outbox.append(vec![record(2)], true).is_err());
-        drop(writable);
+        let set_file = |file: File| std::mem::replace(&mut outbox.log.lock().unwrap().file, file);
 
+        // A write that leaves nothing behind keeps the segment.
+        let writable = set_file(File::open(&segment.path).unwrap());
+        assert!(outbox.append(vec![record(2)], true).is_err());
+        set_file(writable);
         wait(outbox.append(vec![record(3)], true));
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+
+        // A write that fails after part of a line starts a new segment, so
+        // that no later line follows the partial one.
+        let writable = set_file(File::open(&segment.path).unwrap());
+        let mut partial = OpenOptions::new().append(true).open(&segment.path).unwrap();
+        partial.write_all(b"{\"seq\":4,").unwrap();
+        assert!(outbox.append(vec![record(4)], true).is_err());
+        drop(writable);
+        wait(outbox.append(vec![record(5)], true));
         assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
+
         let events = outbox.reader().read(0, 10).unwrap();
-        assert_eq!(ids(&events), ["e1", "e3"]);
-        assert_eq!(events[1].0, 3);
+        assert_eq!(ids(&events), ["e1", "e3", "e5"]);
+        assert_eq!(events[2].0, 5);
     }
 
     #[test]

@@ -37,31 +37,42 @@ pub async fn maintain_index_apart(
     shutdown: Shutdown,
 ) {
     let (finished, done) = tokio::sync::oneshot::channel();
+    let thread_config = config.clone();
     let spawned = std::thread::Builder::new()
         .name("search-index".to_owned())
         .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(maintain_index(config, context, shutdown)),
-                Err(error) => tracing::error!(
-                    target: "registry_ext_search",
-                    %error,
-                    "search: cannot start the index thread's runtime; searches answer 503"
-                ),
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    runtime.block_on(maintain_index(thread_config, context, shutdown));
+                    let _ = finished.send(Ok(()));
+                }
+                Err(error) => {
+                    let _ = finished.send(Err(format!(
+                        "cannot start the index thread's runtime: {error}"
+                    )));
+                }
             }
-            let _ = finished.send(());
         });
-    match spawned {
-        Ok(_) => {
-            let _ = done.await;
-        }
-        Err(error) => tracing::error!(
+    let outcome = match spawned {
+        Ok(_) => match done.await {
+            Ok(outcome) => outcome,
+            // The sender was dropped without a send: the task panicked.
+            Err(_) => Err("the index task panicked".to_owned()),
+        },
+        Err(error) => Err(format!("cannot start the index thread: {error}")),
+    };
+    if let Err(error) = outcome {
+        tracing::error!(
             target: "registry_ext_search",
             %error,
-            "search: cannot start the index thread; searches answer 503"
-        ),
+            "search: the index is not maintained; searches answer 503 until it is built"
+        );
+        // Nothing applies updates now, so receivers stop queuing them:
+        // their sends fail and are counted as dropped.
+        drop(config.state.take_updates());
     }
 }
 

@@ -41,7 +41,8 @@ impl Trace {
     /// the repository. When `access_log` is on, one info line per request
     /// records the status and the time to the response head. When
     /// extensions observe requests, both bodies are counted and the
-    /// observers are called once the response body ends.
+    /// observers are called once the response body ends, or at the
+    /// response head when no body or a small one of known length follows.
     pub async fn run(self, mut request: Request, next: Next) -> Response {
         let request_id = uuid::Uuid::new_v4().to_string();
         request
@@ -113,6 +114,12 @@ impl Trace {
         };
         // A small body of known length leaves with the head, so the
         // request is reported now, without a counting wrapper around it.
+        // hyper sends no body in a response to HEAD, nor with 204 or 304.
+        let bodiless = finish.method == Method::HEAD || matches!(status, 204 | 304);
+        if bodiless {
+            finish.report(0);
+            return response;
+        }
         if let Some(length) = http_body::Body::size_hint(response.body()).exact()
             && length <= SMALL_BODY
         {
