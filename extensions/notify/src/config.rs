@@ -319,25 +319,23 @@ impl Endpoint {
         if self.secret.as_deref() == Some("") {
             return Err(format!("{at}.secret: must not be empty"));
         }
-        if let Some(path) = &self.ca {
-            if !self.url.starts_with("https://") {
-                return Err(format!(
-                    "{at}.ca: set for the http URL {:?}; a CA applies to https URLs only",
-                    self.url
-                ));
-            }
-            self.ca_certificates(path)
-                .map_err(|error| format!("{at}.ca: {error}"))?;
+        if self.ca.is_some() && !self.url.starts_with("https://") {
+            return Err(format!(
+                "{at}.ca: set for the http URL {:?}; a CA applies to https URLs only",
+                self.url
+            ));
         }
+        self.ca_certificates()
+            .map_err(|error| format!("{at}.ca: {error}"))?;
         Ok(())
     }
 
-    /// Reads the certificates of the PEM file `path`, which must contain
-    /// at least one.
-    pub(crate) fn ca_certificates(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<Vec<reqwest::Certificate>, String> {
+    /// Reads the certificates of the `ca` file, which must contain at least
+    /// one. Returns none when `ca` is not set.
+    pub(crate) fn ca_certificates(&self) -> Result<Vec<reqwest::Certificate>, String> {
+        let Some(path) = &self.ca else {
+            return Ok(Vec::new());
+        };
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read the ca file {}: {e}", path.display()))?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)

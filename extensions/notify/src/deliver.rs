@@ -51,6 +51,10 @@ impl Delivery {
         // The ring provider serves HTTPS endpoints; installing it twice (a
         // second registry in one process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let built_in_roots: Vec<reqwest::Certificate> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .collect();
         let endpoints = config
             .endpoints
             .iter()
@@ -59,7 +63,7 @@ impl Delivery {
                 Ok(Arc::new(EndpointState {
                     endpoint: endpoint.clone(),
                     stats: Stats::default(),
-                    client: client(endpoint)?,
+                    client: client(endpoint, &built_in_roots)?,
                 }))
             })
             .collect::<Result<_, String>>()?;
@@ -203,19 +207,17 @@ impl Delivery {
 /// POST into a GET. HTTPS certificates may chain to the system's
 /// certificates, to the Mozilla roots built in (the container image has no
 /// certificate store), or to the endpoint's `ca`.
-fn client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+fn client(
+    endpoint: &Endpoint,
+    built_in_roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, String> {
     let at = format!("endpoint {:?}", endpoint.name);
-    let mut roots: Vec<reqwest::Certificate> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
-        .collect();
-    if let Some(path) = &endpoint.ca {
-        roots.extend(
-            endpoint
-                .ca_certificates(path)
-                .map_err(|error| format!("{at}: {error}"))?,
-        );
-    }
+    let mut roots = built_in_roots.to_vec();
+    roots.extend(
+        endpoint
+            .ca_certificates()
+            .map_err(|error| format!("{at}: {error}"))?,
+    );
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -158,16 +158,19 @@ pub fn router_with(
 /// Serves `GET /v2/`, which confirms to clients that this is a registry of
 /// API version 2.
 async fn base(method: Method) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        return ApiError::new(
+    let mut response = if method != Method::GET && method != Method::HEAD {
+        ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Unsupported,
             format!("method {method} not allowed on /v2/; allowed: GET, HEAD"),
         )
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
-        .into_response();
-    }
-    ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+        .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+    };
+    response.extensions_mut().insert(trace::RouteName("base"));
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -59,9 +59,6 @@ impl Trace {
 
         let mut observed = None;
         if !self.observers.is_empty() {
-            let path = request.uri().path();
-            let base = path == "/v2" || path == "/v2/";
-            let api = path.starts_with("/v2/");
             let method = request.method().clone();
             // A request without a body, the common case, needs no counter.
             let bytes_in = if http_body::Body::size_hint(request.body()).exact() == Some(0) {
@@ -73,7 +70,7 @@ impl Trace {
                 request = Request::from_parts(parts, Body::new(counted));
                 Some(bytes_in)
             };
-            observed = Some((bytes_in, base, api, method));
+            observed = Some((bytes_in, method));
         }
 
         let mut response = next.run(request).instrument(span.clone()).await;
@@ -92,16 +89,15 @@ impl Trace {
             span.in_scope(|| tracing::info!(status, elapsed_ms, "request completed"));
         }
 
-        let Some((bytes_in, base, api, method)) = observed else {
+        let Some((bytes_in, method)) = observed else {
             return response;
         };
         let status = response.status().as_u16();
-        // The API's dispatch names the route of a path under `/v2/`. A
-        // route outside `/v2/` that exists belongs to an extension.
+        // The API's handlers name the route of every path under `/v2`. A
+        // route outside it that exists belongs to an extension.
         let route = match response.extensions().get::<RouteName>() {
             Some(RouteName(name)) => name,
-            None if base => "base",
-            None if api || status == 404 => "unknown",
+            None if status == 404 => "unknown",
             None => "extension",
         };
         let finish = Finish {
@@ -137,7 +133,7 @@ impl Trace {
 const SMALL_BODY: u64 = 64 << 10;
 
 /// The name of the API route that served a request, which the API's
-/// dispatch puts into the response's extensions for the observers.
+/// handlers put into the response's extensions for the observers.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteName(pub &'static str);
 
