@@ -95,7 +95,7 @@ struct SourceObject<'a> {
 }
 
 /// The fields of a stored event object that a CloudEvent repeats.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Head<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
@@ -312,12 +312,7 @@ pub fn cloudevent_body(record: &Record) -> Vec<u8> {
         data: &'a RawValue,
     }
     // The outbox holds only event objects that this module wrote.
-    let head: Head<'_> = serde_json::from_str(record.event.get()).unwrap_or(Head {
-        id: Cow::Borrowed(""),
-        timestamp: Cow::Borrowed(""),
-        target: HeadTarget::default(),
-        source: HeadSource::default(),
-    });
+    let head: Head<'_> = serde_json::from_str(record.event.get()).unwrap_or_default();
     let body = CloudEvent {
         specversion: "1.0",
         id: &head.id,
