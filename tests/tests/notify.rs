@@ -540,7 +540,7 @@ fn https_endpoint_trusts_its_ca() {
 }
 
 #[test]
-fn unreadable_ca_fails_the_config_check() {
+fn unreadable_ca_stops_startup() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.pem");
     let empty = dir.path().join("empty.pem");
@@ -553,14 +553,14 @@ fn unreadable_ca_fails_the_config_check() {
         std::fs::write(
             &config,
             format!(
-                "storage:\n  filesystem:\n    rootdirectory: {}\nextensions:\n  notify:\n    endpoints:\n      - name: private\n        url: https://127.0.0.1:9/events\n        ca: {}\n",
+                "http:\n  addr: 127.0.0.1:0\nstorage:\n  filesystem:\n    rootdirectory: {}\nextensions:\n  notify:\n    endpoints:\n      - name: private\n        url: https://127.0.0.1:9/events\n        ca: {}\n",
                 dir.path().join("data").display(),
                 file.display()
             ),
         )
         .unwrap();
         let output = std::process::Command::new(notify_binary())
-            .args(["check-config", "--config"])
+            .args(["serve", "--config"])
             .arg(&config)
             .output()
             .unwrap();

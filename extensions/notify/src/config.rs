@@ -193,7 +193,7 @@ pub struct Endpoint {
     /// A PEM file of CA certificates for an `https` URL, trusted besides
     /// the system's certificates and the Mozilla roots built into the
     /// registry: for a receiver whose certificate a private CA signed.
-    /// Default: none.
+    /// Startup reads it. Default: none.
     #[serde(default)]
     pub ca: Option<PathBuf>,
 
@@ -325,13 +325,12 @@ impl Endpoint {
                 self.url
             ));
         }
-        self.ca_certificates()
-            .map_err(|error| format!("{at}.ca: {error}"))?;
         Ok(())
     }
 
     /// Reads the certificates of the `ca` file, which must contain at least
-    /// one. Returns none when `ca` is not set.
+    /// one. Returns none when `ca` is not set. Startup calls it, not the
+    /// validation, so that loading the configuration reads no file.
     pub(crate) fn ca_certificates(&self) -> Result<Vec<reqwest::Certificate>, String> {
         let Some(path) = &self.ca else {
             return Ok(Vec::new());
@@ -474,7 +473,8 @@ mod tests {
         let yaml =
             "endpoints:\n  - name: e\n    url: https://127.0.0.1:1/\n    ca: /nonexistent/ca.pem\n";
         let config: NotifyConfig = serde_yaml::from_str(yaml).unwrap();
-        let error = config.validate().unwrap_err();
+        assert!(config.validate().is_ok());
+        let error = config.endpoints[0].ca_certificates().unwrap_err();
         assert!(error.contains("cannot read the ca file"), "{error}");
     }
 
